@@ -1,0 +1,5 @@
+"""alpcrun: a Kubernetes-native task grid."""
+
+from __future__ import annotations
+
+__version__ = "0.1.0"

@@ -1,0 +1,244 @@
+"""Settings for every alpcrun process: pydantic-settings, env prefix ``ALPCRUNCH_``, YAML, flags.
+
+Precedence, highest first: explicit overrides (CLI flags) > environment variables > the YAML
+file > defaults. The YAML file (``--config FILE`` or ``ALPCRUNCH_CONFIG``) may hold a section per
+process (``queue_manager``, ``worker``, ``client``); top-level keys apply to every process that
+has such a setting. ALPCRUN.CH's documented keys are accepted as aliases (``loglevel``,
+``bufferSize``, ``queueType``, ``schedulerInterval``, ``workerTimeout``, ...). Durations take
+Go-style strings (``"60s"``, ``"1m30s"``, ``"250ms"``) or seconds.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+from contextvars import ContextVar
+from pathlib import Path
+from typing import Annotated, Any, ClassVar, Literal, TypeVar
+
+import yaml
+from pydantic import AliasChoices, BeforeValidator, Field, SecretStr, ValidationError
+from pydantic.fields import FieldInfo
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from alpcrun import constants
+from alpcrun.errors import ConfigError
+
+_DURATION_RE = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|ms|s|m|h)")
+_UNIT_SECONDS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+def parse_duration(value: object) -> float:
+    """Parse a Go-style duration ("1m30s", "250ms") or a number of seconds into seconds."""
+    if isinstance(value, bool):
+        raise ValueError("a duration must be a number or a string like '60s'")
+    if isinstance(value, int | float):
+        seconds = float(value)
+    elif isinstance(value, str):
+        text = value.strip()
+        try:
+            seconds = float(text)
+        except ValueError:
+            pos, seconds = 0, 0.0
+            for match in _DURATION_RE.finditer(text):
+                if match.start() != pos:
+                    break
+                seconds += float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+                pos = match.end()
+            if pos != len(text) or not text:
+                raise ValueError(f"invalid duration {value!r} (use e.g. '60s', '1m30s', '250ms')")
+    else:
+        raise ValueError("a duration must be a number or a string like '60s'")
+    if seconds < 0:
+        raise ValueError("a duration cannot be negative")
+    return seconds
+
+
+Seconds = Annotated[float, BeforeValidator(parse_duration)]
+"""A duration in seconds that also accepts Go-style strings."""
+
+LogLevel = Literal["debug", "info", "warning", "error"]
+
+# ALPCRUN.CH key → our field name.
+_ALIASES = {
+    "loglevel": "log_level",
+    "logLevel": "log_level",
+    "appid": "app_id",
+    "bufferSize": "buffer_size",
+    "queueType": "queue_type",
+    "schedulerInterval": "scheduler_interval",
+    "workerTimeout": "worker_timeout",
+    "maxTTL": "max_ttl",
+    "cleanupInterval": "cleanup_interval",
+    "cacheSize": "cache_size",
+    "centralCacheAddr": "central_cache_addr",
+    "caCert": "ca_cert",
+}
+
+_yaml_data: ContextVar[dict[str, Any]] = ContextVar("_yaml_data", default={})
+
+
+def _lower_level(value: object) -> object:
+    return value.lower() if isinstance(value, str) else value
+
+
+class _YamlSource(PydanticBaseSettingsSource):
+    """Values from the YAML file selected by :func:`load_settings`."""
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        data = _yaml_data.get()
+        return data.get(field_name), field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        return dict(_yaml_data.get())
+
+
+class _Base(BaseSettings):
+    """Settings shared by every process."""
+
+    model_config = SettingsConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+    section: ClassVar[str] = ""
+
+    log_level: Annotated[LogLevel, BeforeValidator(_lower_level)] = "info"
+    """Logging level: debug, info, warning or error."""
+    log_json: bool = False
+    """Write logs as JSON lines (one object per record)."""
+    api_key: SecretStr | None = Field(
+        default=None, validation_alias=AliasChoices("api_key", "ALPCRUNCH_API_KEY")
+    )
+    """Shared API key sent/checked as ``api_key`` metadata on every call (env ALPCRUNCH_API_KEY)."""
+    max_message_bytes: int = Field(default=constants.MAX_MESSAGE_BYTES, ge=1024, le=1 << 30)
+    """Largest gRPC message sent or received."""
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """Flags (init) > environment > YAML file > defaults."""
+        return (init_settings, env_settings, _YamlSource(settings_cls))
+
+    def masked(self) -> dict[str, Any]:
+        """The effective settings as plain data, secrets masked."""
+        out = self.model_dump(mode="json")
+        for name, value in out.items():
+            if isinstance(getattr(self, name), SecretStr) and value:
+                out[name] = "********"
+        return out
+
+
+class QueueManagerSettings(_Base):
+    """Settings of ``alpcrun queue-manager`` (env prefix ``ALPCRUNCH_QM_``)."""
+
+    model_config = SettingsConfigDict(env_prefix="ALPCRUNCH_QM_")
+    section: ClassVar[str] = "queue_manager"
+
+    host: str = "0.0.0.0"
+    """Address the gRPC server listens on."""
+    port: int = Field(default=constants.QUEUE_MANAGER_PORT, ge=0, le=65535)
+    """gRPC port (0 picks a free one)."""
+    metrics_port: int | None = Field(default=constants.QUEUE_MANAGER_METRICS_PORT, ge=0, le=65535)
+    """Prometheus /metrics HTTP port; unset disables it, 0 picks a free one."""
+    auth_disabled: bool = False
+    """Accept calls without an API key (never in production)."""
+    scheduler_interval: Seconds = Field(default=1.0, gt=0)
+    """Scheduler tick (also reacts to events at once)."""
+    worker_timeout: Seconds = Field(default=60.0, gt=0)
+    """A worker whose heartbeat is older than this is declared lost."""
+    heartbeat_interval: Seconds = Field(default=5.0, gt=0)
+    """Heartbeat interval asked of workers."""
+    buffer_size: int = Field(default=10_000, ge=1)
+    """Queued batches per session before the client stream is paused (backpressure)."""
+    max_pending_bytes: int = Field(default=1 << 30, ge=1 << 20)
+    """Queued task bytes per session before the client stream is paused."""
+    max_buffered_results: int = Field(default=10_000, ge=1)
+    """Result batches buffered per session before dispatch for it slows down."""
+    queue_type: Literal["priority", "fifo"] = "priority"
+    """Default queue type of new sessions."""
+    session_retention: Seconds = Field(default=300.0, ge=0)
+    """How long closed or expired sessions stay visible before they are forgotten."""
+    shutdown_grace: Seconds = Field(default=10.0, ge=0)
+    """On SIGTERM: how long in-flight work may take to finish."""
+
+
+class WorkerSettings(_Base):
+    """Settings of ``alpcrun worker`` / ``python -m workers_sdk`` (env prefix ``ALPCRUNCH_WORKER_``)."""
+
+    model_config = SettingsConfigDict(env_prefix="ALPCRUNCH_WORKER_")
+    section: ClassVar[str] = "worker"
+
+    queue_manager: str = f"localhost:{constants.QUEUE_MANAGER_PORT}"
+    """Queue manager address (host:port)."""
+    node: str = Field(default_factory=socket.gethostname)
+    """Kubernetes node name (ALPCRUNCH_WORKER_NODE; Downward API spec.nodeName)."""
+    pod: str = Field(default_factory=lambda: str(os.getpid()))
+    """Pod name (ALPCRUNCH_WORKER_POD; Downward API metadata.name)."""
+    labels: dict[str, str] = Field(default_factory=dict)
+    """Labels matched against sessions' worker selectors, e.g. {"gpu": "true"}."""
+    concurrency: int = Field(default=2, ge=1, le=1024)
+    """Batches processed at once."""
+    threads: int | None = Field(default=None, ge=1, le=1024)
+    """Executor threads for synchronous handle(); default: concurrency."""
+    drain_timeout: Seconds = Field(default=30.0, ge=0)
+    """On SIGTERM: how long in-flight batches may take before the worker exits."""
+    reconnect_delay: Seconds = Field(default=1.0, gt=0)
+    """Pause before reconnecting after the queue manager went away."""
+
+
+class ClientSettings(_Base):
+    """Settings of the client SDK and the admin CLI (env prefix ``ALPCRUNCH_CLIENT_``)."""
+
+    model_config = SettingsConfigDict(env_prefix="ALPCRUNCH_CLIENT_")
+    section: ClassVar[str] = "client"
+
+    queue_manager: str = f"localhost:{constants.QUEUE_MANAGER_PORT}"
+    """Queue manager address (host:port)."""
+    max_batch_tasks: int = Field(default=1000, ge=1, le=100_000)
+    """Most tasks auto-batched into one batch."""
+    max_batch_bytes: int = Field(default=4 << 20, ge=1024)
+    """Most payload bytes auto-batched into one batch."""
+    linger: Seconds = Field(default=0.0, ge=0)
+    """How long a partly filled batch waits for more tasks (0: flush on the next loop turn)."""
+
+
+S = TypeVar("S", bound=_Base)
+
+
+def read_yaml(path: str | Path | None, cls: type[_Base]) -> dict[str, Any]:
+    """Read the YAML config file and return the values that concern ``cls``."""
+    if path is None:
+        path = os.environ.get("ALPCRUNCH_CONFIG") or None
+    if path is None:
+        return {}
+    try:
+        raw = yaml.safe_load(Path(path).read_text()) or {}
+    except (OSError, yaml.YAMLError) as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc}") from exc
+    if not isinstance(raw, dict):
+        raise ConfigError(f"config file {path} must hold a mapping")
+    fields = set(cls.model_fields)
+    data = {_ALIASES.get(k, k): v for k, v in raw.items() if not isinstance(v, dict) or k == "labels"}
+    data = {k: v for k, v in data.items() if k in fields}
+    section = raw.get(cls.section) or {}
+    if not isinstance(section, dict):
+        raise ConfigError(f"config file {path}: section {cls.section!r} must be a mapping")
+    data.update({_ALIASES.get(k, k): v for k, v in section.items()})
+    return data
+
+
+def load_settings(cls: type[S], *, config_file: str | Path | None = None, **overrides: Any) -> S:
+    """Build ``cls`` from flags (``overrides``, None values ignored), env, YAML and defaults."""
+    token = _yaml_data.set(read_yaml(config_file, cls))
+    try:
+        return cls(**{k: v for k, v in overrides.items() if v is not None})
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or cls.section
+        raise ConfigError(f"invalid setting {where!r}: {first['msg']}") from exc
+    finally:
+        _yaml_data.reset(token)

@@ -1,0 +1,98 @@
+"""Stable re-exports of the generated alpcrun.v1 messages and service stubs.
+
+Nothing outside this package imports ``alpcrun.proto._gen`` directly.
+"""
+
+from __future__ import annotations
+
+from alpcrun.proto._gen import admin_pb2, admin_pb2_grpc, queue_pb2, queue_pb2_grpc
+from alpcrun.proto._gen.admin_pb2 import (
+    GetStatsRequest,
+    ListSessionsRequest,
+    ListSessionsResponse,
+    ListWorkersRequest,
+    ListWorkersResponse,
+    SessionInfo,
+    SessionStats,
+    Stats,
+    WorkerInfo,
+)
+from alpcrun.proto._gen.common_pb2 import (
+    Batch,
+    ErrorReason,
+    PayloadRef,
+    Task,
+    TaskError,
+)
+from alpcrun.proto._gen.queue_pb2 import (
+    ClientStreamRequest,
+    ClientStreamResponse,
+    DeadLettersRequest,
+    WorkerHeartbeat,
+    WorkerInstruction,
+    WorkerRegistration,
+    WorkerState,
+    WorkerStatus,
+)
+from alpcrun.proto._gen.session_pb2 import (
+    CloseSessionRequest,
+    CloseSessionResponse,
+    CreateSessionRequest,
+    GetSessionRequest,
+    QueueType,
+    Session,
+    SessionAttributes,
+    SessionState,
+    UpdateSessionRequest,
+)
+
+QueueStub = queue_pb2_grpc.QueueStub
+QueueServicer = queue_pb2_grpc.QueueServicer
+AdminStub = admin_pb2_grpc.AdminStub
+AdminServicer = admin_pb2_grpc.AdminServicer
+add_queue_servicer = queue_pb2_grpc.add_QueueServicer_to_server
+add_admin_servicer = admin_pb2_grpc.add_AdminServicer_to_server
+ADMIN_SERVICE_NAME: str = admin_pb2.DESCRIPTOR.services_by_name["Admin"].full_name
+QUEUE_SERVICE_NAME: str = queue_pb2.DESCRIPTOR.services_by_name["Queue"].full_name
+
+__all__ = [
+    "ADMIN_SERVICE_NAME",
+    "QUEUE_SERVICE_NAME",
+    "AdminServicer",
+    "AdminStub",
+    "Batch",
+    "ClientStreamRequest",
+    "ClientStreamResponse",
+    "CloseSessionRequest",
+    "CloseSessionResponse",
+    "CreateSessionRequest",
+    "DeadLettersRequest",
+    "ErrorReason",
+    "GetSessionRequest",
+    "GetStatsRequest",
+    "ListSessionsRequest",
+    "ListSessionsResponse",
+    "ListWorkersRequest",
+    "ListWorkersResponse",
+    "PayloadRef",
+    "QueueServicer",
+    "QueueStub",
+    "QueueType",
+    "Session",
+    "SessionAttributes",
+    "SessionInfo",
+    "SessionState",
+    "SessionStats",
+    "Stats",
+    "Task",
+    "TaskError",
+    "UpdateSessionRequest",
+    "WorkerHeartbeat",
+    "WorkerInfo",
+    "WorkerInstruction",
+    "WorkerRegistration",
+    "WorkerState",
+    "WorkerStatus",
+    "add_admin_servicer",
+    "add_queue_servicer",
+]

@@ -1,0 +1,83 @@
+"""Domain errors ⇄ gRPC status codes, in one table, both directions.
+
+Servers raise :mod:`alpcrun.errors` exceptions and call :func:`abort_with` (or let the
+servicer wrapper do it); clients call :func:`from_rpc_error` on any ``grpc.RpcError``.
+No other module inspects ``grpc.RpcError`` or picks status codes.
+"""
+
+from __future__ import annotations
+
+from typing import NoReturn
+
+import grpc
+import grpc.aio
+
+from alpcrun import errors
+from alpcrun.constants import MD_ERROR_FIELD
+
+_TO_CODE: tuple[tuple[type[errors.AlpcrunError], grpc.StatusCode], ...] = (
+    (errors.InvalidArgument, grpc.StatusCode.INVALID_ARGUMENT),
+    (errors.ConfigError, grpc.StatusCode.INVALID_ARGUMENT),
+    (errors.Unauthenticated, grpc.StatusCode.UNAUTHENTICATED),
+    (errors.PermissionDenied, grpc.StatusCode.PERMISSION_DENIED),
+    (errors.SessionNotFound, grpc.StatusCode.NOT_FOUND),
+    (errors.WorkerNotFound, grpc.StatusCode.NOT_FOUND),
+    (errors.SessionExists, grpc.StatusCode.ALREADY_EXISTS),
+    (errors.SessionClosed, grpc.StatusCode.FAILED_PRECONDITION),
+    (errors.ResourceExhausted, grpc.StatusCode.RESOURCE_EXHAUSTED),
+    (errors.Unavailable, grpc.StatusCode.UNAVAILABLE),
+    (errors.DeadlineExceeded, grpc.StatusCode.DEADLINE_EXCEEDED),
+)
+
+_FROM_CODE: dict[grpc.StatusCode, type[errors.AlpcrunError]] = {
+    grpc.StatusCode.INVALID_ARGUMENT: errors.InvalidArgument,
+    grpc.StatusCode.UNAUTHENTICATED: errors.Unauthenticated,
+    grpc.StatusCode.PERMISSION_DENIED: errors.PermissionDenied,
+    grpc.StatusCode.NOT_FOUND: errors.SessionNotFound,
+    grpc.StatusCode.ALREADY_EXISTS: errors.SessionExists,
+    grpc.StatusCode.FAILED_PRECONDITION: errors.SessionClosed,
+    grpc.StatusCode.RESOURCE_EXHAUSTED: errors.ResourceExhausted,
+    grpc.StatusCode.UNAVAILABLE: errors.Unavailable,
+    grpc.StatusCode.DEADLINE_EXCEEDED: errors.DeadlineExceeded,
+    grpc.StatusCode.CANCELLED: errors.Unavailable,
+}
+
+
+def to_status(exc: errors.AlpcrunError) -> tuple[grpc.StatusCode, str, tuple[tuple[str, str], ...]]:
+    """Map a domain error to (status code, details, trailing metadata)."""
+    for cls, code in _TO_CODE:
+        if isinstance(exc, cls):
+            trailers: tuple[tuple[str, str], ...] = ()
+            message = str(exc)
+            if isinstance(exc, errors.InvalidArgument) and exc.field:
+                trailers = ((MD_ERROR_FIELD, exc.field),)
+                if not message.startswith(exc.field):
+                    message = f"{exc.field}: {message}"
+            return code, message, trailers
+    return grpc.StatusCode.INTERNAL, f"{type(exc).__name__}: {exc}", ()
+
+
+async def abort_with(context: grpc.aio.ServicerContext[object, object], exc: errors.AlpcrunError) -> NoReturn:
+    """Abort the current RPC with the status that matches ``exc``."""
+    code, message, trailers = to_status(exc)
+    if trailers:
+        context.set_trailing_metadata(trailers)
+    await context.abort(code, message)
+    raise AssertionError("unreachable")  # pragma: no cover - abort always raises
+
+
+def from_rpc_error(err: grpc.RpcError) -> errors.AlpcrunError:
+    """Map a failed call's status back to the matching domain error."""
+    code: grpc.StatusCode = err.code() if hasattr(err, "code") else grpc.StatusCode.UNKNOWN
+    details: str = (err.details() if hasattr(err, "details") else "") or code.name
+    cls = _FROM_CODE.get(code, errors.TransportError)
+    if cls is errors.InvalidArgument:
+        field = ""
+        trailers = err.trailing_metadata() if hasattr(err, "trailing_metadata") else None
+        for key, value in trailers or ():
+            if key == MD_ERROR_FIELD:
+                field = str(value)
+        return errors.InvalidArgument(details, field=field)
+    if cls is errors.TransportError:
+        return errors.TransportError(f"{code.name}: {details}")
+    return cls(details)

@@ -1,0 +1,144 @@
+"""QueueManager: wires the core, the servicers, health, reflection, metrics and the tick."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from types import TracebackType
+from typing import Any
+
+import grpc.aio
+from prometheus_client import start_http_server
+
+from alpcrun._clock import Clock, MonotonicClock
+from alpcrun.config import QueueManagerSettings
+from alpcrun.errors import ConfigError
+from alpcrun.proto import ADMIN_SERVICE_NAME, QUEUE_SERVICE_NAME, add_admin_servicer, add_queue_servicer
+from alpcrun.proto.channel import server_options
+from alpcrun.proto.server import add_standard_services, set_not_serving
+from alpcrun.queue_manager.admin import AdminService
+from alpcrun.queue_manager.auth import ApiKeyInterceptor
+from alpcrun.queue_manager.core import CoreLimits, QueueCore
+from alpcrun.queue_manager.metrics import make_registry
+from alpcrun.queue_manager.servicer import QueueService
+
+log = logging.getLogger("alpcrun.queue_manager")
+_SERVICES = (QUEUE_SERVICE_NAME, ADMIN_SERVICE_NAME)
+
+
+def _limits(settings: QueueManagerSettings) -> CoreLimits:
+    return CoreLimits(
+        buffer_size=settings.buffer_size,
+        max_pending_bytes=settings.max_pending_bytes,
+        max_buffered_results=settings.max_buffered_results,
+        worker_timeout_s=settings.worker_timeout,
+        heartbeat_interval_s=settings.heartbeat_interval,
+        session_retention_s=settings.session_retention,
+        default_fifo=settings.queue_type == "fifo",
+    )
+
+
+class QueueManager:
+    """The queue manager process: ``async with QueueManager(settings=...) as qm: ...``."""
+
+    def __init__(self, *, settings: QueueManagerSettings, clock: Clock | None = None) -> None:
+        if settings.api_key is None and not settings.auth_disabled:
+            raise ConfigError(
+                "an API key is required: set ALPCRUNCH_API_KEY (or --api-key), "
+                "or auth_disabled for a trusted development setup"
+            )
+        self.settings = settings
+        self.clock = clock or MonotonicClock()
+        self.core = QueueCore(limits=_limits(settings), clock=self.clock, on_schedule_needed=self._schedule_soon)
+        self.port = 0
+        self.metrics_port: int | None = None
+        self._server: grpc.aio.Server | None = None
+        self._service = QueueService(self.core)
+        self._health: Any = None
+        self._tick_task: asyncio.Task[None] | None = None
+        self._schedule_pending = False
+        self._metrics_httpd: Any = None
+        self._stopped = asyncio.Event()
+
+    @property
+    def address(self) -> str:
+        """``host:port`` clients on this machine can dial."""
+        host = self.settings.host
+        host = "127.0.0.1" if host in ("0.0.0.0", "::", "[::]", "") else host
+        return f"{host}:{self.port}"
+
+    async def start(self) -> None:
+        """Bind the port, start serving, the tick and the metrics endpoint."""
+        s = self.settings
+        interceptors = [] if s.auth_disabled else [ApiKeyInterceptor([s.api_key.get_secret_value()])]  # type: ignore[union-attr]
+        server = grpc.aio.server(options=server_options(s.max_message_bytes), interceptors=interceptors)
+        add_queue_servicer(self._service, server)
+        add_admin_servicer(AdminService(self.core, self.clock.monotonic()), server)
+        self._health = await add_standard_services(server, _SERVICES)
+        self.port = server.add_insecure_port(f"{s.host}:{s.port}")
+        if self.port == 0:
+            raise ConfigError(f"cannot listen on {s.host}:{s.port}")
+        await server.start()
+        self._server = server
+        if s.metrics_port is not None:
+            httpd, _thread = start_http_server(s.metrics_port, addr=s.host, registry=make_registry(self.core))
+            self._metrics_httpd = httpd
+            self.metrics_port = httpd.server_port
+        self._tick_task = asyncio.create_task(self._tick_loop())
+        log.info("queue manager listening on %s (metrics port %s)", self.address, self.metrics_port)
+
+    def _schedule_soon(self) -> None:
+        if not self._schedule_pending:
+            self._schedule_pending = True
+            asyncio.get_running_loop().call_soon(self._run_schedule)
+
+    def _run_schedule(self) -> None:
+        self._schedule_pending = False
+        self.core.schedule()
+
+    async def _tick_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.scheduler_interval)
+            try:
+                self.core.tick()
+            except Exception:  # the tick must survive a bug in one duty
+                log.exception("scheduler tick failed")
+
+    async def stop(self, grace: float | None = None) -> None:
+        """Stop accepting, let in-flight batches finish within ``grace`` seconds, then stop."""
+        if self._server is None:
+            return
+        grace = self.settings.shutdown_grace if grace is None else grace
+        self._service.accepting = False
+        await set_not_serving(self._health, _SERVICES)
+        deadline = self.clock.monotonic() + grace
+        while self.clock.monotonic() < deadline and any(
+            s.inflight_batches for s in self.core.sessions.values()
+        ):
+            await asyncio.sleep(0.05)
+        await asyncio.sleep(0.05)  # let the last results reach their clients
+        if self._tick_task is not None:
+            self._tick_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._tick_task
+        await self._server.stop(0.5)
+        self._server = None
+        if self._metrics_httpd is not None:
+            self._metrics_httpd.shutdown()
+            self._metrics_httpd.server_close()
+        self._stopped.set()
+        log.info("queue manager stopped")
+
+    async def wait_stopped(self) -> None:
+        """Wait until :meth:`stop` has completed."""
+        await self._stopped.wait()
+
+    async def __aenter__(self) -> QueueManager:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.stop(grace=0)

@@ -1,0 +1,70 @@
+"""API-key authentication for every RPC (health checks and reflection excepted)."""
+
+from __future__ import annotations
+
+import hmac
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import grpc
+import grpc.aio
+
+from alpcrun.constants import MD_API_KEY
+
+_OPEN_PREFIXES = ("/grpc.health.v1.Health/", "/grpc.reflection.")
+
+
+def _abort_handler(
+    handler: grpc.RpcMethodHandler, code: grpc.StatusCode, message: str
+) -> grpc.RpcMethodHandler:
+    async def deny(_request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> None:
+        await context.abort(code, message)
+
+    if handler.request_streaming and handler.response_streaming:
+        return grpc.stream_stream_rpc_method_handler(deny)
+    if handler.request_streaming:
+        return grpc.stream_unary_rpc_method_handler(deny)
+    if handler.response_streaming:
+        return grpc.unary_stream_rpc_method_handler(deny)
+    return grpc.unary_unary_rpc_method_handler(deny)
+
+
+class ApiKeyInterceptor(grpc.aio.ServerInterceptor):
+    """Checks the ``api_key`` metadata in constant time.
+
+    Missing key: UNAUTHENTICATED. Wrong key: PERMISSION_DENIED. Health and reflection are
+    open so Kubernetes gRPC probes and generic tools work without credentials.
+    """
+
+    def __init__(self, api_keys: list[str]) -> None:
+        if not api_keys:
+            raise ValueError("at least one API key is required")
+        self._keys = [k.encode() for k in api_keys]
+
+    def _accepts(self, key: str | bytes) -> bool:
+        candidate = key.encode() if isinstance(key, str) else key
+        ok = False
+        for k in self._keys:  # compare with every key so timing does not tell which matched
+            ok |= hmac.compare_digest(candidate, k)
+        return ok
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler:
+        """Let the call through or replace its handler with one that aborts."""
+        method = handler_call_details.method or ""
+        handler = await continuation(handler_call_details)
+        if handler is None or method.startswith(_OPEN_PREFIXES):
+            return handler
+        key = None
+        for item in handler_call_details.invocation_metadata or ():
+            if item[0] == MD_API_KEY:
+                key = item[1]
+                break
+        if key is None:
+            return _abort_handler(handler, grpc.StatusCode.UNAUTHENTICATED, "missing api_key metadata")
+        if not self._accepts(key):
+            return _abort_handler(handler, grpc.StatusCode.PERMISSION_DENIED, "invalid api_key")
+        return handler

@@ -1,0 +1,68 @@
+"""Core records and statistics → protobuf messages for replies and the admin API."""
+
+from __future__ import annotations
+
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from alpcrun.proto import Session, SessionInfo, SessionStats, WorkerInfo, WorkerState
+from alpcrun.queue_manager.records import SessionRecord, WorkerPhase, WorkerRecord
+
+
+def _timestamp(seconds: float) -> Timestamp:
+    ts = Timestamp()
+    ts.FromNanoseconds(round(seconds * 1e9))
+    return ts
+
+
+def session_to_proto(record: SessionRecord) -> Session:
+    """A session's public view."""
+    return Session(
+        id=record.id,
+        attributes=record.config.to_proto(),
+        state=record.state,  # type: ignore[arg-type]
+        created_at=_timestamp(record.created_at),
+    )
+
+
+def session_info(record: SessionRecord) -> SessionInfo:
+    """A session with its live counters, for the admin API."""
+    return SessionInfo(
+        session=session_to_proto(record),
+        stats=SessionStats(
+            pending_tasks=record.queue.tasks,
+            pending_batches=len(record.queue),
+            inflight_batches=record.inflight_batches,
+            inflight_tasks=record.inflight_tasks,
+            buffered_results=len(record.results),
+            dead_letters=record.dead_letter_tasks,
+            submitted_tasks=record.submitted,
+            completed_tasks=record.completed,
+            failed_tasks=record.failed,
+            bound_workers=record.active_workers(),
+            wanted_workers=record.wanted_workers(),
+            client_attached=record.client is not None,
+        ),
+        bound_worker_ids=sorted(record.workers),
+    )
+
+
+def worker_info(worker: WorkerRecord, now_monotonic: float, now_wall: float) -> WorkerInfo:
+    """A worker's public view."""
+    if worker.draining:
+        state = WorkerState.WORKER_STATE_DRAINING
+    elif worker.phase is WorkerPhase.IDLE:
+        state = WorkerState.WORKER_STATE_IDLE
+    else:
+        state = WorkerState.WORKER_STATE_BOUND
+    return WorkerInfo(
+        id=worker.id,
+        node=worker.node,
+        pod=worker.pod,
+        labels=worker.labels,
+        state=state,
+        session_id=worker.session_id or "",
+        inflight_batches=len(worker.inflight),
+        connected_at=_timestamp(worker.connected_at),
+        last_seen=_timestamp(now_wall - (now_monotonic - worker.last_seen)),
+        completed_batches=worker.completed_batches,
+    )

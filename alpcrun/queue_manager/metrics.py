@@ -1,0 +1,105 @@
+"""Prometheus exposition of the core's statistics (read at scrape time, nothing on the hot path).
+
+| metric | type | labels | meaning |
+|---|---|---|---|
+| alpcrun_queue_depth | gauge | | queued tasks over all sessions (the HPA metric) |
+| alpcrun_session_queue_depth | gauge | session_id, app_id | queued tasks of one session |
+| alpcrun_workers_wanted | gauge | | workers all sessions could use now |
+| alpcrun_session_workers_wanted | gauge | session_id, app_id | workers one session could use |
+| alpcrun_session_bound_workers | gauge | session_id, app_id | workers bound to one session |
+| alpcrun_tasks_inflight | gauge | | tasks dispatched to workers, unanswered |
+| alpcrun_results_buffered | gauge | | result batches waiting for a client |
+| alpcrun_sessions | gauge | state | sessions by state |
+| alpcrun_workers | gauge | state | workers by state (idle, bound, draining) |
+| alpcrun_tasks_submitted_total | counter | | tasks accepted |
+| alpcrun_tasks_completed_total | counter | | tasks that succeeded |
+| alpcrun_tasks_failed_total | counter | | tasks dead-lettered |
+| alpcrun_batches_dispatched_total | counter | | batches sent to workers |
+| alpcrun_binds_total / alpcrun_unbinds_total | counter | | scheduler decisions |
+| alpcrun_workers_lost_total | counter | | workers declared lost |
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from prometheus_client import CollectorRegistry
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from alpcrun.proto import SessionState
+from alpcrun.queue_manager.core import QueueCore
+
+_STATE_NAMES = {
+    SessionState.SESSION_STATE_ACTIVE: "active",
+    SessionState.SESSION_STATE_IDLE: "idle",
+    SessionState.SESSION_STATE_CLOSED: "closed",
+}
+
+
+class CoreCollector(Collector):
+    """Reads ``QueueCore.statistics()`` on every scrape."""
+
+    def __init__(self, core: QueueCore) -> None:
+        self.core = core
+
+    def collect(self) -> Iterator[Metric]:
+        """Yield every metric family."""
+        st = self.core.statistics()
+        labels = ["session_id", "app_id"]
+        depth = GaugeMetricFamily("alpcrun_session_queue_depth", "Queued tasks of a session.", labels=labels)
+        wanted = GaugeMetricFamily(
+            "alpcrun_session_workers_wanted", "Workers a session could use now.", labels=labels
+        )
+        bound = GaugeMetricFamily("alpcrun_session_bound_workers", "Workers bound to a session.", labels=labels)
+        states = GaugeMetricFamily("alpcrun_sessions", "Sessions by state.", labels=["state"])
+        by_state = dict.fromkeys(_STATE_NAMES.values(), 0)
+        for s in st.sessions:
+            by_state[_STATE_NAMES.get(s.state, "active")] += 1
+            if s.state == SessionState.SESSION_STATE_CLOSED:
+                continue
+            key = [s.session_id, s.app_id]
+            depth.add_metric(key, s.pending_tasks)
+            wanted.add_metric(key, s.wanted_workers)
+            bound.add_metric(key, s.bound_workers)
+        for name, count in by_state.items():
+            states.add_metric([name], count)
+        yield GaugeMetricFamily(
+            "alpcrun_queue_depth", "Queued tasks over all sessions.", value=sum(s.pending_tasks for s in st.sessions)
+        )
+        yield GaugeMetricFamily(
+            "alpcrun_workers_wanted", "Workers all sessions could use now.", value=sum(s.wanted_workers for s in st.sessions)
+        )
+        yield depth
+        yield wanted
+        yield bound
+        yield states
+        yield GaugeMetricFamily(
+            "alpcrun_tasks_inflight", "Tasks dispatched and unanswered.", value=sum(s.inflight_tasks for s in st.sessions)
+        )
+        yield GaugeMetricFamily(
+            "alpcrun_results_buffered", "Result batches waiting for a client.",
+            value=sum(s.buffered_results for s in st.sessions),
+        )
+        workers = GaugeMetricFamily("alpcrun_workers", "Workers by state.", labels=["state"])
+        workers.add_metric(["idle"], st.idle_workers)
+        workers.add_metric(["bound"], st.bound_workers)
+        workers.add_metric(["draining"], st.draining_workers)
+        yield workers
+        for name, doc, value in (
+            ("alpcrun_tasks_submitted", "Tasks accepted.", st.submitted),
+            ("alpcrun_tasks_completed", "Tasks that succeeded.", st.completed),
+            ("alpcrun_tasks_failed", "Tasks dead-lettered.", st.failed),
+            ("alpcrun_batches_dispatched", "Batches sent to workers.", st.dispatched_batches),
+            ("alpcrun_binds", "Workers bound to sessions.", st.binds),
+            ("alpcrun_unbinds", "Workers unbound from sessions.", st.unbinds),
+            ("alpcrun_workers_lost", "Workers declared lost.", st.workers_lost),
+        ):
+            yield CounterMetricFamily(name, doc, value=value)
+
+
+def make_registry(core: QueueCore) -> CollectorRegistry:
+    """A registry holding only the queue manager's metrics."""
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(CoreCollector(core))
+    return registry

@@ -1,0 +1,133 @@
+"""Session and worker records held by the queue manager core (plain state, no I/O)."""
+
+from __future__ import annotations
+
+import enum
+from collections import deque
+from dataclasses import dataclass, field
+
+from alpcrun.proto import Batch, SessionState
+from alpcrun.queue_manager.attributes import SessionConfig
+from alpcrun.queue_manager.outlets import ClientOutlet, WorkerControl, WorkerData
+from alpcrun.queue_manager.queues import QueuedBatch, TaskQueue
+
+
+class WorkerPhase(enum.Enum):
+    """Where a registered worker stands."""
+
+    IDLE = "idle"
+    """Not bound; may be bound to any matching session."""
+    BOUND = "bound"
+    """Bound to a session; receives its batches once its WorkerStream is open."""
+    UNBINDING = "unbinding"
+    """Told to unbind; finishing in-flight batches, receives no new ones."""
+
+
+@dataclass(eq=False, slots=True)
+class WorkerRecord:
+    """A connected worker."""
+
+    id: str
+    """Server-assigned id."""
+    node: str
+    """Kubernetes node (or host name)."""
+    pod: str
+    """Pod name (or pid)."""
+    labels: dict[str, str]
+    """Labels matched against sessions' worker selectors."""
+    concurrency: int
+    """Batches the worker processes at once (as it reported)."""
+    control: WorkerControl
+    """Its WorkerUpdate stream."""
+    connected_at: float
+    """Wall-clock registration time."""
+    last_seen: float
+    """Monotonic time of its last message."""
+    phase: WorkerPhase = WorkerPhase.IDLE
+    """Binding phase."""
+    draining: bool = False
+    """The worker is shutting down and takes no new work."""
+    session_id: str | None = None
+    """Session it is bound to (or unbinding from)."""
+    window: int = 10
+    """Most unanswered batches it may hold (the session's flow-control window)."""
+    data: WorkerData | None = None
+    """Its WorkerStream, while open."""
+    inflight: dict[int, QueuedBatch] = field(default_factory=dict)
+    """Dispatched batches awaiting results, by dispatch id."""
+    bound_at: float = 0.0
+    """Monotonic time of its last bind."""
+    completed_batches: int = 0
+    """Result batches received from it."""
+
+    def matches(self, selector: dict[str, str]) -> bool:
+        """Whether the worker carries every label of ``selector``."""
+        return all(self.labels.get(k) == v for k, v in selector.items())
+
+
+@dataclass(eq=False, slots=True)
+class SessionRecord:
+    """A session with its queues, bound workers and counters."""
+
+    id: str
+    """ULID."""
+    config: SessionConfig
+    """Resolved attributes."""
+    created_at: float
+    """Wall-clock creation time."""
+    last_activity: float
+    """Monotonic time of the last client activity or result."""
+    queue: TaskQueue
+    """Pending batches."""
+    state: int = SessionState.SESSION_STATE_ACTIVE
+    """SessionState value."""
+    closed_at: float = 0.0
+    """Monotonic time it was closed (for retention)."""
+    results: deque[Batch] = field(default_factory=deque)
+    """Result batches not yet written to a client."""
+    dead_letters: deque[Batch] = field(default_factory=deque)
+    """Failed tasks, batched as they failed."""
+    workers: dict[str, WorkerRecord] = field(default_factory=dict)
+    """Bound (or unbinding) workers by id."""
+    client: ClientOutlet | None = None
+    """The attached client stream."""
+    inflight_batches: int = 0
+    """Batches dispatched and unanswered."""
+    inflight_tasks: int = 0
+    """Tasks in those batches."""
+    submitted: int = 0
+    """Tasks accepted."""
+    completed: int = 0
+    """Tasks that succeeded."""
+    failed: int = 0
+    """Tasks dead-lettered."""
+    dead_letter_tasks: int = 0
+    """Tasks in the dead-letter queue."""
+    discarded: int = 0
+    """Tasks discarded by close or results that arrived after close."""
+
+    @property
+    def closed(self) -> bool:
+        """Whether the session is closed."""
+        return self.state == SessionState.SESSION_STATE_CLOSED
+
+    @property
+    def has_work(self) -> bool:
+        """Queued or in-flight batches exist."""
+        return bool(self.queue) or self.inflight_batches > 0
+
+    def wanted_workers(self) -> int:
+        """Workers this session could use now: one per queued or in-flight batch, within bounds."""
+        if self.closed:
+            return 0
+        pending = len(self.queue) + self.inflight_batches
+        if pending == 0:
+            return 0
+        wanted = max(pending, self.config.min_workers)
+        if self.config.max_workers:
+            wanted = min(wanted, self.config.max_workers)
+        return wanted
+
+    def active_workers(self) -> int:
+        """Bound workers that are not unbinding."""
+        return sum(1 for w in self.workers.values() if w.phase is WorkerPhase.BOUND)

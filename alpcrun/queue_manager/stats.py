@@ -1,0 +1,93 @@
+"""Frozen statistics of the queue manager core, read by metrics and the admin API."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from alpcrun.queue_manager.records import WorkerPhase
+
+if TYPE_CHECKING:
+    from alpcrun.queue_manager.core import QueueCore
+
+
+@dataclass(frozen=True, slots=True)
+class SessionStatistics:
+    """One session's counters."""
+
+    session_id: str
+    app_id: str
+    priority: int
+    state: int
+    tags: tuple[str, ...]
+    pending_tasks: int
+    pending_batches: int
+    inflight_batches: int
+    inflight_tasks: int
+    buffered_results: int
+    dead_letters: int
+    submitted: int
+    completed: int
+    failed: int
+    bound_workers: int
+    wanted_workers: int
+    client_attached: bool
+
+
+@dataclass(frozen=True, slots=True)
+class CoreStatistics:
+    """Totals and per-session counters."""
+
+    sessions: tuple[SessionStatistics, ...]
+    workers: int
+    idle_workers: int
+    bound_workers: int
+    draining_workers: int
+    dispatched_batches: int
+    binds: int
+    unbinds: int
+    workers_lost: int
+    submitted: int
+    completed: int
+    failed: int
+
+
+def collect(core: QueueCore) -> CoreStatistics:
+    """Snapshot the core's counters."""
+    sessions = tuple(
+        SessionStatistics(
+            session_id=s.id,
+            app_id=s.config.app_id,
+            priority=s.config.priority,
+            state=s.state,
+            tags=s.config.tags,
+            pending_tasks=s.queue.tasks,
+            pending_batches=len(s.queue),
+            inflight_batches=s.inflight_batches,
+            inflight_tasks=s.inflight_tasks,
+            buffered_results=len(s.results),
+            dead_letters=s.dead_letter_tasks,
+            submitted=s.submitted,
+            completed=s.completed,
+            failed=s.failed,
+            bound_workers=s.active_workers(),
+            wanted_workers=s.wanted_workers(),
+            client_attached=s.client is not None,
+        )
+        for s in core.sessions.values()
+    )
+    workers = list(core.workers.values())
+    return CoreStatistics(
+        sessions=sessions,
+        workers=len(workers),
+        idle_workers=sum(1 for w in workers if w.phase is WorkerPhase.IDLE and not w.draining),
+        bound_workers=sum(1 for w in workers if w.phase is not WorkerPhase.IDLE),
+        draining_workers=sum(1 for w in workers if w.draining),
+        dispatched_batches=core.dispatched_batches,
+        binds=core.binds,
+        unbinds=core.unbinds,
+        workers_lost=core.workers_lost,
+        submitted=core.total_submitted,
+        completed=core.total_completed,
+        failed=core.total_failed,
+    )

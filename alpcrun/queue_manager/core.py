@@ -397,19 +397,19 @@ class QueueCore:
         queue = record.queue
         if not queue or len(record.results) >= self.limits.max_buffered_results:
             return
-        ready = [
-            w
-            for w in record.workers.values()
-            if w.data is not None
-            and w.phase is WorkerPhase.BOUND
-            and not w.draining
-            and len(w.inflight) < w.window
-        ]
+        serving = [w for w in record.workers.values() if w.phase is WorkerPhase.BOUND and not w.draining]
+        if not serving:
+            return
+        # Fair share: no worker holds more than its part of the outstanding batches, so
+        # workers whose streams open a moment later still get work from a small job.
+        share = -(-(len(queue) + record.inflight_batches) // len(serving))
+        ready = [w for w in serving if w.data is not None and len(w.inflight) < min(w.window, share)]
         had_room = self.has_room(record)
         while queue and ready:
             worker = min(ready, key=lambda w: len(w.inflight))
             item = queue.pop()
-            assert item is not None and worker.data is not None
+            assert item is not None
+            assert worker.data is not None
             dispatch_id = next(self._dispatch_ids)
             item.batch.dispatch_id = dispatch_id
             worker.inflight[dispatch_id] = item
@@ -417,7 +417,7 @@ class QueueCore:
             record.inflight_tasks += item.ntasks
             self.dispatched_batches += 1
             worker.data.send(item.batch)
-            if len(worker.inflight) >= worker.window:
+            if len(worker.inflight) >= min(worker.window, share):
                 ready.remove(worker)
         if not had_room and self.has_room(record) and record.client is not None:
             record.client.room_available()

@@ -1,0 +1,1 @@
+"""The ``alpcrun`` command line."""

@@ -1,0 +1,185 @@
+"""One function per ``alpcrun`` subcommand."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import signal
+import sys
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import grpc
+import yaml
+
+from alpcrun._logging import setup_logging
+from alpcrun.config import ClientSettings, QueueManagerSettings, WorkerSettings, load_settings
+from alpcrun.proto import AdminStub, GetStatsRequest, ListSessionsRequest, ListWorkersRequest
+from alpcrun.proto.channel import insecure_channel
+from alpcrun.proto.status import from_rpc_error
+
+
+def run(args: argparse.Namespace) -> int:
+    """Dispatch to the subcommand named by ``args.command``."""
+    handlers: dict[str, Callable[[argparse.Namespace], int]] = {
+        "queue-manager": queue_manager,
+        "local": local,
+        "demo": demo,
+        "status": status,
+        "config": config_show,
+    }
+    return handlers[args.command](args)
+
+
+async def _until_signalled(main: Awaitable[Any], on_signal: Callable[[], None]) -> None:
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, on_signal)
+    try:
+        await main
+    finally:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(sig)
+
+
+def queue_manager(args: argparse.Namespace) -> int:
+    """``alpcrun queue-manager``: serve until SIGTERM/SIGINT, then stop gracefully (exit 0)."""
+    from alpcrun.queue_manager import QueueManager
+
+    settings = load_settings(
+        QueueManagerSettings,
+        config_file=args.config,
+        log_level=args.log_level,
+        log_json=args.log_json,
+        api_key=args.api_key,
+        host=args.host,
+        port=args.port,
+        metrics_port=args.metrics_port,
+        auth_disabled=args.auth_disabled,
+        scheduler_interval=args.scheduler_interval,
+        worker_timeout=args.worker_timeout,
+    )
+    setup_logging(settings.log_level, json_lines=settings.log_json)
+
+    async def serve() -> None:
+        qm = QueueManager(settings=settings)
+        await qm.start()
+        stopping: list[asyncio.Task[None]] = []
+
+        def on_signal() -> None:
+            if not stopping:
+                stopping.append(asyncio.ensure_future(qm.stop()))
+
+        await _until_signalled(qm.wait_stopped(), on_signal)
+
+    asyncio.run(serve())
+    return 0
+
+
+def _local_grid(args: argparse.Namespace, worker_spec: str | None) -> Any:
+    from alpcrun.local import DEMO_WORKER, LocalGrid
+
+    return LocalGrid(
+        workers=args.workers,
+        worker_spec=worker_spec or DEMO_WORKER,
+        port=args.port,
+        api_key=args.api_key,
+        concurrency=args.concurrency,
+    )
+
+
+def local(args: argparse.Namespace) -> int:
+    """``alpcrun local``: a grid on loopback until Ctrl-C; no process is left behind."""
+    setup_logging("info")
+
+    async def main() -> None:
+        async with _local_grid(args, args.worker) as grid:
+            print(f"alpcrun local grid: queue manager {grid.address}, {args.workers} workers")
+            print(f"  export ALPCRUNCH_CLIENT_QUEUE_MANAGER={grid.address}")
+            print(f"  export ALPCRUNCH_API_KEY={grid.api_key}")
+            print(f"  metrics: http://127.0.0.1:{grid.queue_manager.metrics_port}/metrics")
+            print("Press Ctrl-C to stop.", flush=True)
+            done = asyncio.Event()
+            await _until_signalled(done.wait(), done.set)
+
+    asyncio.run(main())
+    return 0
+
+
+def demo(args: argparse.Namespace) -> int:
+    """``alpcrun demo``: Monte Carlo pricing of an option portfolio on a local grid."""
+    from alpcrun.demo.run import format_summary, run_demo
+
+    setup_logging("warning")
+
+    async def main() -> int:
+        print(f"Starting a local grid: queue manager + {args.workers} worker processes ...", file=sys.stderr)
+        async with _local_grid(args, None) as grid:
+            task = asyncio.ensure_future(
+                run_demo(grid.address, grid.api_key, options=args.options,
+                         chunks_per_option=args.chunks, paths_per_chunk=args.paths)
+            )
+            await _until_signalled(asyncio.wait({task}), task.cancel)
+            if task.cancelled():
+                print("\ninterrupted", file=sys.stderr)
+                return 130
+            print(format_summary(task.result()))
+        return 0
+
+    return asyncio.run(main())
+
+
+def status(args: argparse.Namespace) -> int:
+    """``alpcrun status``: sessions, workers and queue depths from the admin API."""
+    settings = load_settings(
+        ClientSettings, config_file=args.config, api_key=args.api_key, queue_manager=args.queue_manager
+    )
+    metadata = (("api_key", settings.api_key.get_secret_value()),) if settings.api_key else ()
+
+    async def fetch() -> tuple[Any, Any, Any]:
+        async with insecure_channel(settings.queue_manager) as channel:
+            stub = AdminStub(channel)
+            try:
+                return (
+                    await stub.GetStats(GetStatsRequest(), metadata=metadata, timeout=10),
+                    await stub.ListSessions(ListSessionsRequest(), metadata=metadata, timeout=10),
+                    await stub.ListWorkers(ListWorkersRequest(), metadata=metadata, timeout=10),
+                )
+            except grpc.RpcError as exc:
+                raise from_rpc_error(exc) from None
+
+    stats, sessions, workers = asyncio.run(fetch())
+    if args.json:
+        from google.protobuf.json_format import MessageToDict
+
+        print(json.dumps({k: MessageToDict(v) for k, v in
+                          (("stats", stats), ("sessions", sessions), ("workers", workers))}, indent=2))
+        return 0
+    print(f"alpcrun {stats.version} at {settings.queue_manager}: up {stats.uptime_seconds:.0f}s, "
+          f"{stats.workers} workers ({stats.idle_workers} idle), {stats.pending_tasks} tasks queued, "
+          f"{stats.completed_tasks} completed, {stats.failed_tasks} failed")
+    print(f"\n{'SESSION':28} {'APP':14} {'PRIO':>4} {'QUEUED':>8} {'INFLIGHT':>8} {'DONE':>9} "
+          f"{'FAILED':>7} {'WORKERS':>7} {'WANTED':>6}")
+    for info in sessions.sessions:
+        s, st = info.session, info.stats
+        print(f"{s.id:28} {s.attributes.app_id[:14]:14} {s.attributes.priority:>4} {st.pending_tasks:>8} "
+              f"{st.inflight_tasks:>8} {st.completed_tasks:>9} {st.failed_tasks:>7} "
+              f"{st.bound_workers:>7} {st.wanted_workers:>6}")
+    print(f"\n{'WORKER':28} {'NODE':16} {'POD':16} {'STATE':8} {'SESSION':28} {'INFLIGHT':>8}")
+    for w in workers.workers:
+        state = {1: "idle", 2: "bound", 3: "draining"}.get(w.state, "?")
+        print(f"{w.id:28} {w.node[:16]:16} {w.pod[:16]:16} {state:8} {w.session_id or '-':28} "
+              f"{w.inflight_batches:>8}")
+    return 0
+
+
+def config_show(args: argparse.Namespace) -> int:
+    """``alpcrun config show``: the effective settings (flags > env > file > defaults)."""
+    cls = {"queue-manager": QueueManagerSettings, "worker": WorkerSettings, "client": ClientSettings}[
+        args.process
+    ]
+    settings = load_settings(cls, config_file=args.config, log_level=args.log_level,
+                             log_json=args.log_json, api_key=args.api_key)
+    print(yaml.safe_dump({cls.section: settings.masked()}, sort_keys=False), end="")
+    return 0

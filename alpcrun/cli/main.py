@@ -1,0 +1,102 @@
+"""``alpcrun`` entry point: parses the command line and dispatches to one subcommand."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from alpcrun import __version__
+from alpcrun.errors import AlpcrunError
+
+_EPILOG = """\
+examples:
+  alpcrun demo                               run the Monte Carlo demo on a local grid
+  alpcrun local --workers 4                  start a local grid and keep it running
+  alpcrun queue-manager --api-key KEY        run the queue manager (port 1337)
+  alpcrun worker mymodule:MyWorker           run a worker (see workers_sdk.Worker)
+  alpcrun status                             show sessions, workers and queue depths
+  alpcrun config show --process worker       print the effective configuration
+"""
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", metavar="FILE", help="YAML config file (or ALPCRUNCH_CONFIG)")
+    p.add_argument("--log-level", choices=["debug", "info", "warning", "error"], help="logging level")
+    p.add_argument("--log-json", action="store_true", default=None, help="log JSON lines")
+    p.add_argument("--api-key", help="API key (or ALPCRUNCH_API_KEY)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The full argument parser (exposed for --help tests)."""
+    parser = argparse.ArgumentParser(
+        prog="alpcrun",
+        description="alpcrun: a Kubernetes-native task grid.",
+        epilog=_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"alpcrun {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    qm = sub.add_parser("queue-manager", help="run the queue manager")
+    _common(qm)
+    qm.add_argument("--host", help="listen address (default 0.0.0.0)")
+    qm.add_argument("--port", type=int, help="gRPC port (default 1337; 0 picks one)")
+    qm.add_argument("--metrics-port", type=int, help="Prometheus port (default 9337; 0 picks one)")
+    qm.add_argument("--auth-disabled", action="store_true", default=None, help="accept calls without a key")
+    qm.add_argument("--scheduler-interval", help="scheduler tick, e.g. 1s")
+    qm.add_argument("--worker-timeout", help="heartbeat age after which a worker is lost, e.g. 60s")
+
+    wk = sub.add_parser("worker", help="run a worker: alpcrun worker MODULE:CLASS [options]", add_help=False)
+    wk.add_argument("args", nargs=argparse.REMAINDER, help="arguments of python -m workers_sdk")
+
+    for name, text in (("local", "start a local grid and keep it running"), ("demo", "run the demo")):
+        p = sub.add_parser(name, help=text)
+        p.add_argument("--workers", type=int, default=2, help="worker processes (default 2)")
+        p.add_argument("--concurrency", type=int, default=2, help="batches per worker at once (default 2)")
+        p.add_argument("--port", type=int, default=1337 if name == "local" else 0, help="queue manager port")
+        p.add_argument("--api-key", help="API key (default: a random one)")
+        if name == "local":
+            p.add_argument("--worker", default=None, help="MODULE:CLASS of the workers (default: demo worker)")
+        else:
+            p.add_argument("--options", type=int, default=100, help="options in the portfolio (default 100)")
+            p.add_argument("--chunks", type=int, default=100, help="tasks per option (default 100)")
+            p.add_argument("--paths", type=int, default=2000, help="Monte Carlo paths per task (default 2000)")
+
+    st = sub.add_parser("status", help="show sessions, workers and queue depths")
+    _common(st)
+    st.add_argument("--queue-manager", help="queue manager address (default localhost:1337)")
+    st.add_argument("--json", action="store_true", help="print JSON")
+
+    cfg = sub.add_parser("config", help="configuration tools")
+    cfg_sub = cfg.add_subparsers(dest="config_command", metavar="ACTION", required=True)
+    show = cfg_sub.add_parser("show", help="print the effective configuration (secrets masked)")
+    _common(show)
+    show.add_argument(
+        "--process", choices=["queue-manager", "worker", "client"], default="queue-manager",
+        help="whose settings to show (default queue-manager)",
+    )
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the ``alpcrun`` command; returns the exit code."""
+    args_list = list(sys.argv[1:] if argv is None else argv)
+    if args_list[:1] == ["worker"]:
+        from workers_sdk.cli import main as worker_main
+
+        return worker_main(args_list[1:])
+    args = build_parser().parse_args(args_list)
+    from alpcrun.cli import commands
+
+    try:
+        return commands.run(args)
+    except AlpcrunError as exc:
+        print(f"alpcrun: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,114 @@
+"""LocalGrid: a complete grid on loopback — an in-process queue manager plus worker processes.
+
+Used by ``alpcrun local``, ``alpcrun demo`` and tests. Worker processes are started with a
+parent-death signal (Linux) so they never outlive the process that started them, and are
+stopped with SIGTERM (then SIGKILL after a timeout) when the grid exits.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ctypes
+import logging
+import os
+import secrets
+import signal
+import subprocess
+import sys
+from types import TracebackType
+
+from alpcrun.config import QueueManagerSettings
+from alpcrun.errors import AlpcrunError
+from alpcrun.queue_manager import QueueManager
+
+log = logging.getLogger("alpcrun.local")
+DEMO_WORKER = "alpcrun.demo.worker:MonteCarloWorker"
+
+
+def _die_with_parent() -> None:  # pragma: no cover - runs in the child before exec
+    if sys.platform.startswith("linux"):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
+class LocalGrid:
+    """Queue manager (in this process) + ``workers`` worker processes on 127.0.0.1."""
+
+    def __init__(
+        self,
+        *,
+        workers: int = 2,
+        worker_spec: str = DEMO_WORKER,
+        port: int = 0,
+        api_key: str | None = None,
+        concurrency: int = 2,
+        metrics_port: int | None = 0,
+    ) -> None:
+        self.api_key = api_key or secrets.token_urlsafe(16)
+        self.worker_spec = worker_spec
+        self.n_workers = workers
+        self.concurrency = concurrency
+        settings = QueueManagerSettings(
+            host="127.0.0.1", port=port, metrics_port=metrics_port, api_key=self.api_key
+        )
+        self.queue_manager = QueueManager(settings=settings)
+        self.processes: list[subprocess.Popen[bytes]] = []
+
+    @property
+    def address(self) -> str:
+        """Queue manager address."""
+        return self.queue_manager.address
+
+    def _spawn_worker(self) -> subprocess.Popen[bytes]:
+        env = dict(os.environ)
+        env["ALPCRUNCH_API_KEY"] = self.api_key
+        env.setdefault("PYTHONPATH", os.getcwd())
+        cmd = [
+            sys.executable, "-m", "workers_sdk", self.worker_spec,
+            "--queue-manager", self.address, "--concurrency", str(self.concurrency),
+        ]
+        return subprocess.Popen(cmd, env=env, preexec_fn=_die_with_parent)  # noqa: PLW1509 - needed for PDEATHSIG
+
+    async def start(self, *, ready_timeout: float = 60.0) -> None:
+        """Start the queue manager and the workers; wait until every worker registered."""
+        await self.queue_manager.start()
+        self.processes = [self._spawn_worker() for _ in range(self.n_workers)]
+        deadline = asyncio.get_running_loop().time() + ready_timeout
+        while len(self.queue_manager.core.workers) < self.n_workers:
+            dead = [p for p in self.processes if p.poll() is not None]
+            if dead:
+                raise AlpcrunError(f"a worker process exited with code {dead[0].returncode} at start")
+            if asyncio.get_running_loop().time() > deadline:
+                raise AlpcrunError(f"workers did not register within {ready_timeout:.0f}s")
+            await asyncio.sleep(0.05)
+
+    async def stop(self, *, timeout: float = 10.0) -> None:
+        """SIGTERM the workers (SIGKILL after ``timeout``), then stop the queue manager."""
+        for proc in self.processes:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        for proc in self.processes:
+            while proc.poll() is None and loop.time() < deadline:
+                await asyncio.sleep(0.05)
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+        self.processes = []
+        await self.queue_manager.stop(grace=0)
+
+    async def __aenter__(self) -> LocalGrid:
+        try:
+            await self.start()
+        except BaseException:
+            with contextlib.suppress(Exception):
+                await self.stop()
+            raise
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.stop()

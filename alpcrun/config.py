@@ -40,18 +40,23 @@ def parse_duration(value: object) -> float:
         try:
             seconds = float(text)
         except ValueError:
-            pos, seconds = 0, 0.0
-            for match in _DURATION_RE.finditer(text):
-                if match.start() != pos:
-                    break
-                seconds += float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
-                pos = match.end()
-            if pos != len(text) or not text:
-                raise ValueError(f"invalid duration {value!r} (use e.g. '60s', '1m30s', '250ms')")
+            seconds = _parse_go_duration(text, value)
     else:
         raise ValueError("a duration must be a number or a string like '60s'")
     if seconds < 0:
         raise ValueError("a duration cannot be negative")
+    return seconds
+
+
+def _parse_go_duration(text: str, value: object) -> float:
+    pos, seconds = 0, 0.0
+    for match in _DURATION_RE.finditer(text):
+        if match.start() != pos:
+            break
+        seconds += float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+        pos = match.end()
+    if pos != len(text) or not text:
+        raise ValueError(f"invalid duration {value!r} (use e.g. '60s', '1m30s', '250ms')")
     return seconds
 
 
@@ -76,7 +81,7 @@ _ALIASES = {
     "caCert": "ca_cert",
 }
 
-_yaml_data: ContextVar[dict[str, Any]] = ContextVar("_yaml_data", default={})
+_yaml_data: ContextVar[dict[str, Any] | None] = ContextVar("_yaml_data", default=None)
 
 
 def _lower_level(value: object) -> object:
@@ -87,11 +92,11 @@ class _YamlSource(PydanticBaseSettingsSource):
     """Values from the YAML file selected by :func:`load_settings`."""
 
     def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
-        data = _yaml_data.get()
+        data = _yaml_data.get() or {}
         return data.get(field_name), field_name, False
 
     def __call__(self) -> dict[str, Any]:
-        return dict(_yaml_data.get())
+        return dict(_yaml_data.get() or {})
 
 
 class _Base(BaseSettings):
@@ -167,7 +172,7 @@ class QueueManagerSettings(_Base):
 
 
 class WorkerSettings(_Base):
-    """Settings of ``alpcrun worker`` / ``python -m workers_sdk`` (env prefix ``ALPCRUNCH_WORKER_``)."""
+    """Settings of ``alpcrun worker`` and ``python -m workers_sdk`` (env ``ALPCRUNCH_WORKER_``)."""
 
     model_config = SettingsConfigDict(env_prefix="ALPCRUNCH_WORKER_")
     section: ClassVar[str] = "worker"
@@ -222,12 +227,16 @@ def read_yaml(path: str | Path | None, cls: type[_Base]) -> dict[str, Any]:
     if not isinstance(raw, dict):
         raise ConfigError(f"config file {path} must hold a mapping")
     fields = set(cls.model_fields)
-    data = {_ALIASES.get(k, k): v for k, v in raw.items() if not isinstance(v, dict) or k == "labels"}
+    data = {
+        _ALIASES.get(str(k), str(k)): v
+        for k, v in raw.items()
+        if not isinstance(v, dict) or k == "labels"
+    }
     data = {k: v for k, v in data.items() if k in fields}
     section = raw.get(cls.section) or {}
     if not isinstance(section, dict):
         raise ConfigError(f"config file {path}: section {cls.section!r} must be a mapping")
-    data.update({_ALIASES.get(k, k): v for k, v in section.items()})
+    data.update({_ALIASES.get(str(k), str(k)): v for k, v in section.items()})
     return data
 
 

@@ -18,6 +18,8 @@ import subprocess
 import sys
 from types import TracebackType
 
+from pydantic import SecretStr
+
 from alpcrun.config import QueueManagerSettings
 from alpcrun.errors import AlpcrunError
 from alpcrun.queue_manager import QueueManager
@@ -50,7 +52,7 @@ class LocalGrid:
         self.n_workers = workers
         self.concurrency = concurrency
         settings = QueueManagerSettings(
-            host="127.0.0.1", port=port, metrics_port=metrics_port, api_key=self.api_key
+            host="127.0.0.1", port=port, metrics_port=metrics_port, api_key=SecretStr(self.api_key)
         )
         self.queue_manager = QueueManager(settings=settings)
         self.processes: list[subprocess.Popen[bytes]] = []
@@ -65,10 +67,16 @@ class LocalGrid:
         env["ALPCRUNCH_API_KEY"] = self.api_key
         env.setdefault("PYTHONPATH", os.getcwd())
         cmd = [
-            sys.executable, "-m", "workers_sdk", self.worker_spec,
-            "--queue-manager", self.address, "--concurrency", str(self.concurrency),
+            sys.executable,
+            "-m",
+            "workers_sdk",
+            self.worker_spec,
+            "--queue-manager",
+            self.address,
+            "--concurrency",
+            str(self.concurrency),
         ]
-        return subprocess.Popen(cmd, env=env, preexec_fn=_die_with_parent)  # noqa: PLW1509 - needed for PDEATHSIG
+        return subprocess.Popen(cmd, env=env, preexec_fn=_die_with_parent)
 
     async def start(self, *, ready_timeout: float = 60.0) -> None:
         """Start the queue manager and the workers; wait until every worker registered."""
@@ -78,20 +86,22 @@ class LocalGrid:
         while len(self.queue_manager.core.workers) < self.n_workers:
             dead = [p for p in self.processes if p.poll() is not None]
             if dead:
-                raise AlpcrunError(f"a worker process exited with code {dead[0].returncode} at start")
+                raise AlpcrunError(
+                    f"a worker process exited with code {dead[0].returncode} at start"
+                )
             if asyncio.get_running_loop().time() > deadline:
                 raise AlpcrunError(f"workers did not register within {ready_timeout:.0f}s")
             await asyncio.sleep(0.05)
 
-    async def stop(self, *, timeout: float = 10.0) -> None:
-        """SIGTERM the workers (SIGKILL after ``timeout``), then stop the queue manager."""
+    async def stop(self, *, kill_after: float = 10.0) -> None:
+        """SIGTERM the workers (SIGKILL after ``kill_after`` s), then stop the queue manager."""
         for proc in self.processes:
             if proc.poll() is None:
                 proc.send_signal(signal.SIGTERM)
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
+        deadline = loop.time() + kill_after
         for proc in self.processes:
-            while proc.poll() is None and loop.time() < deadline:
+            while proc.poll() is None and loop.time() < deadline:  # noqa: ASYNC110 - polls a child
                 await asyncio.sleep(0.05)
             if proc.poll() is None:
                 proc.kill()
@@ -109,6 +119,9 @@ class LocalGrid:
         return self
 
     async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
     ) -> None:
         await self.stop()

@@ -33,12 +33,17 @@ def generate(out: Path) -> list[Path]:
     bindir = Path(sys.executable).parent
     with tempfile.TemporaryDirectory() as tmp:
         cmd = [
-            sys.executable, "-m", "grpc_tools.protoc",
-            f"-I{PROTO_ROOT}", f"-I{include}",
-            f"--python_out={tmp}", f"--grpc_python_out={tmp}",
+            sys.executable,
+            "-m",
+            "grpc_tools.protoc",
+            f"-I{PROTO_ROOT}",
+            f"-I{include}",
+            f"--python_out={tmp}",
+            f"--grpc_python_out={tmp}",
             f"--plugin=protoc-gen-mypy={bindir / 'protoc-gen-mypy'}",
             f"--plugin=protoc-gen-mypy_grpc={bindir / 'protoc-gen-mypy_grpc'}",
-            f"--mypy_out={tmp}", f"--mypy_grpc_out={tmp}",
+            f"--mypy_out={tmp}",
+            f"--mypy_grpc_out={tmp}",
             *[str(p.relative_to(PROTO_ROOT)) for p in protos],
         ]
         done = subprocess.run(cmd, cwd=PROTO_ROOT, capture_output=True, text=True)

@@ -107,6 +107,10 @@ def local(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cancel(task: asyncio.Future[Any]) -> None:
+    task.cancel()
+
+
 def demo(args: argparse.Namespace) -> int:
     """``alpcrun demo``: Monte Carlo pricing of an option portfolio on a local grid."""
     from alpcrun.demo.run import format_summary, run_demo
@@ -114,13 +118,21 @@ def demo(args: argparse.Namespace) -> int:
     setup_logging("warning")
 
     async def main() -> int:
-        print(f"Starting a local grid: queue manager + {args.workers} worker processes ...", file=sys.stderr)
+        print(
+            f"Starting a local grid: queue manager + {args.workers} worker processes ...",
+            file=sys.stderr,
+        )
         async with _local_grid(args, None) as grid:
             task = asyncio.ensure_future(
-                run_demo(grid.address, grid.api_key, options=args.options,
-                         chunks_per_option=args.chunks, paths_per_chunk=args.paths)
+                run_demo(
+                    grid.address,
+                    grid.api_key,
+                    options=args.options,
+                    chunks_per_option=args.chunks,
+                    paths_per_chunk=args.paths,
+                )
             )
-            await _until_signalled(asyncio.wait({task}), task.cancel)
+            await _until_signalled(asyncio.wait({task}), lambda: _cancel(task))
             if task.cancelled():
                 print("\ninterrupted", file=sys.stderr)
                 return 130
@@ -133,7 +145,10 @@ def demo(args: argparse.Namespace) -> int:
 def status(args: argparse.Namespace) -> int:
     """``alpcrun status``: sessions, workers and queue depths from the admin API."""
     settings = load_settings(
-        ClientSettings, config_file=args.config, api_key=args.api_key, queue_manager=args.queue_manager
+        ClientSettings,
+        config_file=args.config,
+        api_key=args.api_key,
+        queue_manager=args.queue_manager,
     )
     metadata = (("api_key", settings.api_key.get_secret_value()),) if settings.api_key else ()
 
@@ -153,33 +168,57 @@ def status(args: argparse.Namespace) -> int:
     if args.json:
         from google.protobuf.json_format import MessageToDict
 
-        print(json.dumps({k: MessageToDict(v) for k, v in
-                          (("stats", stats), ("sessions", sessions), ("workers", workers))}, indent=2))
+        print(
+            json.dumps(
+                {
+                    k: MessageToDict(v)
+                    for k, v in (("stats", stats), ("sessions", sessions), ("workers", workers))
+                },
+                indent=2,
+            )
+        )
         return 0
-    print(f"alpcrun {stats.version} at {settings.queue_manager}: up {stats.uptime_seconds:.0f}s, "
-          f"{stats.workers} workers ({stats.idle_workers} idle), {stats.pending_tasks} tasks queued, "
-          f"{stats.completed_tasks} completed, {stats.failed_tasks} failed")
-    print(f"\n{'SESSION':28} {'APP':14} {'PRIO':>4} {'QUEUED':>8} {'INFLIGHT':>8} {'DONE':>9} "
-          f"{'FAILED':>7} {'WORKERS':>7} {'WANTED':>6}")
+    print(
+        f"alpcrun {stats.version} at {settings.queue_manager}: up {stats.uptime_seconds:.0f}s, "
+        f"{stats.workers} workers ({stats.idle_workers} idle), {stats.pending_tasks} tasks queued, "
+        f"{stats.completed_tasks} completed, {stats.failed_tasks} failed"
+    )
+    print(
+        f"\n{'SESSION':28} {'APP':14} {'PRIO':>4} {'QUEUED':>8} {'INFLIGHT':>8} {'DONE':>9} "
+        f"{'FAILED':>7} {'WORKERS':>7} {'WANTED':>6}"
+    )
     for info in sessions.sessions:
         s, st = info.session, info.stats
-        print(f"{s.id:28} {s.attributes.app_id[:14]:14} {s.attributes.priority:>4} {st.pending_tasks:>8} "
-              f"{st.inflight_tasks:>8} {st.completed_tasks:>9} {st.failed_tasks:>7} "
-              f"{st.bound_workers:>7} {st.wanted_workers:>6}")
+        print(
+            f"{s.id:28} {s.attributes.app_id[:14]:14} {s.attributes.priority:>4} "
+            f"{st.pending_tasks:>8} "
+            f"{st.inflight_tasks:>8} {st.completed_tasks:>9} {st.failed_tasks:>7} "
+            f"{st.bound_workers:>7} {st.wanted_workers:>6}"
+        )
     print(f"\n{'WORKER':28} {'NODE':16} {'POD':16} {'STATE':8} {'SESSION':28} {'INFLIGHT':>8}")
     for w in workers.workers:
         state = {1: "idle", 2: "bound", 3: "draining"}.get(w.state, "?")
-        print(f"{w.id:28} {w.node[:16]:16} {w.pod[:16]:16} {state:8} {w.session_id or '-':28} "
-              f"{w.inflight_batches:>8}")
+        print(
+            f"{w.id:28} {w.node[:16]:16} {w.pod[:16]:16} {state:8} {w.session_id or '-':28} "
+            f"{w.inflight_batches:>8}"
+        )
     return 0
 
 
 def config_show(args: argparse.Namespace) -> int:
     """``alpcrun config show``: the effective settings (flags > env > file > defaults)."""
-    cls = {"queue-manager": QueueManagerSettings, "worker": WorkerSettings, "client": ClientSettings}[
-        args.process
-    ]
-    settings = load_settings(cls, config_file=args.config, log_level=args.log_level,
-                             log_json=args.log_json, api_key=args.api_key)
+    classes: dict[str, type[QueueManagerSettings] | type[WorkerSettings] | type[ClientSettings]] = {
+        "queue-manager": QueueManagerSettings,
+        "worker": WorkerSettings,
+        "client": ClientSettings,
+    }
+    cls = classes[args.process]
+    settings = load_settings(
+        cls,
+        config_file=args.config,
+        log_level=args.log_level,
+        log_json=args.log_json,
+        api_key=args.api_key,
+    )
     print(yaml.safe_dump({cls.section: settings.masked()}, sort_keys=False), end="")
     return 0

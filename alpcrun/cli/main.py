@@ -22,7 +22,9 @@ examples:
 
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", metavar="FILE", help="YAML config file (or ALPCRUNCH_CONFIG)")
-    p.add_argument("--log-level", choices=["debug", "info", "warning", "error"], help="logging level")
+    p.add_argument(
+        "--log-level", choices=["debug", "info", "warning", "error"], help="logging level"
+    )
     p.add_argument("--log-json", action="store_true", default=None, help="log JSON lines")
     p.add_argument("--api-key", help="API key (or ALPCRUNCH_API_KEY)")
 
@@ -43,25 +45,42 @@ def build_parser() -> argparse.ArgumentParser:
     qm.add_argument("--host", help="listen address (default 0.0.0.0)")
     qm.add_argument("--port", type=int, help="gRPC port (default 1337; 0 picks one)")
     qm.add_argument("--metrics-port", type=int, help="Prometheus port (default 9337; 0 picks one)")
-    qm.add_argument("--auth-disabled", action="store_true", default=None, help="accept calls without a key")
+    qm.add_argument(
+        "--auth-disabled", action="store_true", default=None, help="accept calls without a key"
+    )
     qm.add_argument("--scheduler-interval", help="scheduler tick, e.g. 1s")
     qm.add_argument("--worker-timeout", help="heartbeat age after which a worker is lost, e.g. 60s")
 
-    wk = sub.add_parser("worker", help="run a worker: alpcrun worker MODULE:CLASS [options]", add_help=False)
+    wk = sub.add_parser(
+        "worker", help="run a worker: alpcrun worker MODULE:CLASS [options]", add_help=False
+    )
     wk.add_argument("args", nargs=argparse.REMAINDER, help="arguments of python -m workers_sdk")
 
-    for name, text in (("local", "start a local grid and keep it running"), ("demo", "run the demo")):
+    for name, text in (
+        ("local", "start a local grid and keep it running"),
+        ("demo", "run the demo"),
+    ):
         p = sub.add_parser(name, help=text)
         p.add_argument("--workers", type=int, default=2, help="worker processes (default 2)")
-        p.add_argument("--concurrency", type=int, default=2, help="batches per worker at once (default 2)")
-        p.add_argument("--port", type=int, default=1337 if name == "local" else 0, help="queue manager port")
+        p.add_argument(
+            "--concurrency", type=int, default=2, help="batches per worker at once (default 2)"
+        )
+        p.add_argument(
+            "--port", type=int, default=1337 if name == "local" else 0, help="queue manager port"
+        )
         p.add_argument("--api-key", help="API key (default: a random one)")
         if name == "local":
-            p.add_argument("--worker", default=None, help="MODULE:CLASS of the workers (default: demo worker)")
+            p.add_argument(
+                "--worker", default=None, help="MODULE:CLASS of the workers (default: demo worker)"
+            )
         else:
-            p.add_argument("--options", type=int, default=100, help="options in the portfolio (default 100)")
+            p.add_argument(
+                "--options", type=int, default=100, help="options in the portfolio (default 100)"
+            )
             p.add_argument("--chunks", type=int, default=100, help="tasks per option (default 100)")
-            p.add_argument("--paths", type=int, default=2000, help="Monte Carlo paths per task (default 2000)")
+            p.add_argument(
+                "--paths", type=int, default=2000, help="Monte Carlo paths per task (default 2000)"
+            )
 
     st = sub.add_parser("status", help="show sessions, workers and queue depths")
     _common(st)
@@ -73,7 +92,9 @@ def build_parser() -> argparse.ArgumentParser:
     show = cfg_sub.add_parser("show", help="print the effective configuration (secrets masked)")
     _common(show)
     show.add_argument(
-        "--process", choices=["queue-manager", "worker", "client"], default="queue-manager",
+        "--process",
+        choices=["queue-manager", "worker", "client"],
+        default="queue-manager",
         help="whose settings to show (default queue-manager)",
     )
     return parser

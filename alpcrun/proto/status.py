@@ -7,7 +7,7 @@ No other module inspects ``grpc.RpcError`` or picks status codes.
 
 from __future__ import annotations
 
-from typing import NoReturn
+from typing import Any, NoReturn
 
 import grpc
 import grpc.aio
@@ -57,7 +57,9 @@ def to_status(exc: errors.AlpcrunError) -> tuple[grpc.StatusCode, str, tuple[tup
     return grpc.StatusCode.INTERNAL, f"{type(exc).__name__}: {exc}", ()
 
 
-async def abort_with(context: grpc.aio.ServicerContext[object, object], exc: errors.AlpcrunError) -> NoReturn:
+async def abort_with(
+    context: grpc.aio.ServicerContext[object, object], exc: errors.AlpcrunError
+) -> NoReturn:
     """Abort the current RPC with the status that matches ``exc``."""
     code, message, trailers = to_status(exc)
     if trailers:
@@ -74,9 +76,10 @@ def from_rpc_error(err: grpc.RpcError) -> errors.AlpcrunError:
     if cls is errors.InvalidArgument:
         field = ""
         trailers = err.trailing_metadata() if hasattr(err, "trailing_metadata") else None
-        for key, value in trailers or ():
-            if key == MD_ERROR_FIELD:
-                field = str(value)
+        item: Any
+        for item in trailers or ():  # pairs in grpc.aio, namedtuples in sync grpc
+            if item[0] == MD_ERROR_FIELD:
+                field = str(item[1])
         return errors.InvalidArgument(details, field=field)
     if cls is errors.TransportError:
         return errors.TransportError(f"{code.name}: {details}")

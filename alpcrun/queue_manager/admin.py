@@ -29,16 +29,22 @@ class AdminService(AdminServicer):
         self.core = core
         self.started = started_monotonic
 
-    async def ListSessions(self, request: ListSessionsRequest, context: Context) -> ListSessionsResponse:
+    async def ListSessions(
+        self, request: ListSessionsRequest, context: Context
+    ) -> ListSessionsResponse:
         """Every session (closed ones only when asked)."""
         records = [s for s in self.core.sessions.values() if request.include_closed or not s.closed]
         return ListSessionsResponse(sessions=[session_info(s) for s in records])
 
-    async def ListWorkers(self, request: ListWorkersRequest, context: Context) -> ListWorkersResponse:
+    async def ListWorkers(
+        self, request: ListWorkersRequest, context: Context
+    ) -> ListWorkersResponse:
         """Every registered worker."""
         clock = self.core.clock
         mono, wall = clock.monotonic(), clock.time()
-        return ListWorkersResponse(workers=[worker_info(w, mono, wall) for w in self.core.workers.values()])
+        return ListWorkersResponse(
+            workers=[worker_info(w, mono, wall) for w in self.core.workers.values()]
+        )
 
     async def GetStats(self, request: GetStatsRequest, context: Context) -> Stats:
         """Grid totals."""

@@ -14,7 +14,12 @@ from prometheus_client import start_http_server
 from alpcrun._clock import Clock, MonotonicClock
 from alpcrun.config import QueueManagerSettings
 from alpcrun.errors import ConfigError
-from alpcrun.proto import ADMIN_SERVICE_NAME, QUEUE_SERVICE_NAME, add_admin_servicer, add_queue_servicer
+from alpcrun.proto import (
+    ADMIN_SERVICE_NAME,
+    QUEUE_SERVICE_NAME,
+    add_admin_servicer,
+    add_queue_servicer,
+)
 from alpcrun.proto.channel import server_options
 from alpcrun.proto.server import add_standard_services, set_not_serving
 from alpcrun.queue_manager.admin import AdminService
@@ -50,7 +55,9 @@ class QueueManager:
             )
         self.settings = settings
         self.clock = clock or MonotonicClock()
-        self.core = QueueCore(limits=_limits(settings), clock=self.clock, on_schedule_needed=self._schedule_soon)
+        self.core = QueueCore(
+            limits=_limits(settings), clock=self.clock, on_schedule_needed=self._schedule_soon
+        )
         self.port = 0
         self.metrics_port: int | None = None
         self._server: grpc.aio.Server | None = None
@@ -71,8 +78,12 @@ class QueueManager:
     async def start(self) -> None:
         """Bind the port, start serving, the tick and the metrics endpoint."""
         s = self.settings
-        interceptors = [] if s.auth_disabled else [ApiKeyInterceptor([s.api_key.get_secret_value()])]  # type: ignore[union-attr]
-        server = grpc.aio.server(options=server_options(s.max_message_bytes), interceptors=interceptors)
+        interceptors: list[Any] = []
+        if s.api_key is not None and not s.auth_disabled:
+            interceptors.append(ApiKeyInterceptor([s.api_key.get_secret_value()]))
+        server = grpc.aio.server(
+            options=server_options(s.max_message_bytes), interceptors=interceptors
+        )
         add_queue_servicer(self._service, server)
         add_admin_servicer(AdminService(self.core, self.clock.monotonic()), server)
         self._health = await add_standard_services(server, _SERVICES)
@@ -82,7 +93,9 @@ class QueueManager:
         await server.start()
         self._server = server
         if s.metrics_port is not None:
-            httpd, _thread = start_http_server(s.metrics_port, addr=s.host, registry=make_registry(self.core))
+            httpd, _thread = start_http_server(
+                s.metrics_port, addr=s.host, registry=make_registry(self.core)
+            )
             self._metrics_httpd = httpd
             self.metrics_port = httpd.server_port
         self._tick_task = asyncio.create_task(self._tick_loop())
@@ -113,7 +126,7 @@ class QueueManager:
         self._service.accepting = False
         await set_not_serving(self._health, _SERVICES)
         deadline = self.clock.monotonic() + grace
-        while self.clock.monotonic() < deadline and any(
+        while self.clock.monotonic() < deadline and any(  # noqa: ASYNC110 - polls core state
             s.inflight_batches for s in self.core.sessions.values()
         ):
             await asyncio.sleep(0.05)
@@ -139,6 +152,9 @@ class QueueManager:
         return self
 
     async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
     ) -> None:
         await self.stop(grace=0)

@@ -69,14 +69,18 @@ class SessionConfig:
 
 def _int_in(value: int, lo: int, hi: int, name: str) -> int:
     if not lo <= value <= hi:
-        raise InvalidArgument(f"must be between {lo} and {hi}, got {value}", field=f"attributes.{name}")
+        raise InvalidArgument(
+            f"must be between {lo} and {hi}, got {value}", field=f"attributes.{name}"
+        )
     return value
 
 
 def _seconds(value: Duration, name: str) -> float:
     seconds = value.seconds + value.nanos / 1e9
     if seconds < 0 or seconds > _MAX_DURATION_S or value.nanos < 0 < value.seconds:
-        raise InvalidArgument(f"must be between 0s and {_MAX_DURATION_S:.0f}s", field=f"attributes.{name}")
+        raise InvalidArgument(
+            f"must be between 0s and {_MAX_DURATION_S:.0f}s", field=f"attributes.{name}"
+        )
     return seconds
 
 
@@ -139,8 +143,9 @@ _FIELDS: tuple[tuple[str, str, Callable[[Any], object]], ...] = (
 def apply(base: SessionConfig, msg: SessionAttributes) -> SessionConfig:
     """Return ``base`` with every attribute present in ``msg`` validated and applied."""
     changes: dict[str, Any] = {}
+    fields: Any = msg  # HasField is typed with literal field names only
     for proto_name, name, convert in _FIELDS:
-        if msg.HasField(proto_name):
+        if fields.HasField(proto_name):
             changes[name] = convert(getattr(msg, proto_name))
     if msg.tags or msg.replace_tags:
         changes["tags"] = _tags(list(msg.tags))

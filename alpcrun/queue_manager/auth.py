@@ -15,8 +15,8 @@ _OPEN_PREFIXES = ("/grpc.health.v1.Health/", "/grpc.reflection.")
 
 
 def _abort_handler(
-    handler: grpc.RpcMethodHandler, code: grpc.StatusCode, message: str
-) -> grpc.RpcMethodHandler:
+    handler: grpc.RpcMethodHandler[Any, Any], code: grpc.StatusCode, message: str
+) -> grpc.RpcMethodHandler[Any, Any]:
     async def deny(_request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> None:
         await context.abort(code, message)
 
@@ -29,7 +29,7 @@ def _abort_handler(
     return grpc.unary_unary_rpc_method_handler(deny)
 
 
-class ApiKeyInterceptor(grpc.aio.ServerInterceptor):
+class ApiKeyInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]  # not generic at runtime
     """Checks the ``api_key`` metadata in constant time.
 
     Missing key: UNAUTHENTICATED. Wrong key: PERMISSION_DENIED. Health and reflection are
@@ -50,9 +50,11 @@ class ApiKeyInterceptor(grpc.aio.ServerInterceptor):
 
     async def intercept_service(
         self,
-        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        continuation: Callable[
+            [grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler[Any, Any]]
+        ],
         handler_call_details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler:
+    ) -> grpc.RpcMethodHandler[Any, Any]:
         """Let the call through or replace its handler with one that aborts."""
         method = handler_call_details.method or ""
         handler = await continuation(handler_call_details)
@@ -64,7 +66,9 @@ class ApiKeyInterceptor(grpc.aio.ServerInterceptor):
                 key = item[1]
                 break
         if key is None:
-            return _abort_handler(handler, grpc.StatusCode.UNAUTHENTICATED, "missing api_key metadata")
+            return _abort_handler(
+                handler, grpc.StatusCode.UNAUTHENTICATED, "missing api_key metadata"
+            )
         if not self._accepts(key):
             return _abort_handler(handler, grpc.StatusCode.PERMISSION_DENIED, "invalid api_key")
         return handler

@@ -176,7 +176,7 @@ class QueueCore:
         self.total_submitted += ntasks
         self._touch(record)
         self._dispatch(record)
-        if record.queue and record.active_workers() < record.wanted_workers():
+        if record.active_workers() < record.wanted_workers():
             self._on_schedule_needed()
 
     def has_room(self, record: SessionRecord) -> bool:
@@ -223,7 +223,9 @@ class QueueCore:
         try:
             return self.workers[worker_id]
         except KeyError:
-            raise WorkerNotFound(f"worker {worker_id[:MAX_ID_LENGTH]!r} is not registered") from None
+            raise WorkerNotFound(
+                f"worker {worker_id[:MAX_ID_LENGTH]!r} is not registered"
+            ) from None
 
     def heartbeat(self, worker_id: str, *, draining: bool = False) -> None:
         """Record a sign of life; a draining worker gets no new batches."""
@@ -397,13 +399,17 @@ class QueueCore:
         queue = record.queue
         if not queue or len(record.results) >= self.limits.max_buffered_results:
             return
-        serving = [w for w in record.workers.values() if w.phase is WorkerPhase.BOUND and not w.draining]
+        serving = [
+            w for w in record.workers.values() if w.phase is WorkerPhase.BOUND and not w.draining
+        ]
         if not serving:
             return
         # Fair share: no worker holds more than its part of the outstanding batches, so
         # workers whose streams open a moment later still get work from a small job.
         share = -(-(len(queue) + record.inflight_batches) // len(serving))
-        ready = [w for w in serving if w.data is not None and len(w.inflight) < min(w.window, share)]
+        ready = [
+            w for w in serving if w.data is not None and len(w.inflight) < min(w.window, share)
+        ]
         had_room = self.has_room(record)
         while queue and ready:
             worker = min(ready, key=lambda w: len(w.inflight))

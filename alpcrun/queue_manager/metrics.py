@@ -30,7 +30,7 @@ from prometheus_client.registry import Collector
 from alpcrun.proto import SessionState
 from alpcrun.queue_manager.core import QueueCore
 
-_STATE_NAMES = {
+_STATE_NAMES: dict[int, str] = {
     SessionState.SESSION_STATE_ACTIVE: "active",
     SessionState.SESSION_STATE_IDLE: "idle",
     SessionState.SESSION_STATE_CLOSED: "closed",
@@ -47,11 +47,15 @@ class CoreCollector(Collector):
         """Yield every metric family."""
         st = self.core.statistics()
         labels = ["session_id", "app_id"]
-        depth = GaugeMetricFamily("alpcrun_session_queue_depth", "Queued tasks of a session.", labels=labels)
+        depth = GaugeMetricFamily(
+            "alpcrun_session_queue_depth", "Queued tasks of a session.", labels=labels
+        )
         wanted = GaugeMetricFamily(
             "alpcrun_session_workers_wanted", "Workers a session could use now.", labels=labels
         )
-        bound = GaugeMetricFamily("alpcrun_session_bound_workers", "Workers bound to a session.", labels=labels)
+        bound = GaugeMetricFamily(
+            "alpcrun_session_bound_workers", "Workers bound to a session.", labels=labels
+        )
         states = GaugeMetricFamily("alpcrun_sessions", "Sessions by state.", labels=["state"])
         by_state = dict.fromkeys(_STATE_NAMES.values(), 0)
         for s in st.sessions:
@@ -65,20 +69,27 @@ class CoreCollector(Collector):
         for name, count in by_state.items():
             states.add_metric([name], count)
         yield GaugeMetricFamily(
-            "alpcrun_queue_depth", "Queued tasks over all sessions.", value=sum(s.pending_tasks for s in st.sessions)
+            "alpcrun_queue_depth",
+            "Queued tasks over all sessions.",
+            value=sum(s.pending_tasks for s in st.sessions),
         )
         yield GaugeMetricFamily(
-            "alpcrun_workers_wanted", "Workers all sessions could use now.", value=sum(s.wanted_workers for s in st.sessions)
+            "alpcrun_workers_wanted",
+            "Workers all sessions could use now.",
+            value=sum(s.wanted_workers for s in st.sessions),
         )
         yield depth
         yield wanted
         yield bound
         yield states
         yield GaugeMetricFamily(
-            "alpcrun_tasks_inflight", "Tasks dispatched and unanswered.", value=sum(s.inflight_tasks for s in st.sessions)
+            "alpcrun_tasks_inflight",
+            "Tasks dispatched and unanswered.",
+            value=sum(s.inflight_tasks for s in st.sessions),
         )
         yield GaugeMetricFamily(
-            "alpcrun_results_buffered", "Result batches waiting for a client.",
+            "alpcrun_results_buffered",
+            "Result batches waiting for a client.",
             value=sum(s.buffered_results for s in st.sessions),
         )
         workers = GaugeMetricFamily("alpcrun_workers", "Workers by state.", labels=["state"])

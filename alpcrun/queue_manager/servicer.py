@@ -79,11 +79,15 @@ class QueueService(QueueServicer):
     async def UpdateSession(self, request: UpdateSessionRequest, context: Context) -> Session:
         """Change a session's attributes live."""
         try:
-            return session_to_proto(self.core.update_session(request.session_id, request.attributes))
+            return session_to_proto(
+                self.core.update_session(request.session_id, request.attributes)
+            )
         except AlpcrunError as exc:
             await abort_with(context, exc)
 
-    async def CloseSession(self, request: CloseSessionRequest, context: Context) -> CloseSessionResponse:
+    async def CloseSession(
+        self, request: CloseSessionRequest, context: Context
+    ) -> CloseSessionResponse:
         """Close a session."""
         try:
             record, discarded = self.core.close_session(request.session_id)
@@ -103,7 +107,7 @@ class QueueService(QueueServicer):
             yield batch
 
     # ------------------------------------------------------------------ client stream
-    async def ClientStream(
+    async def ClientStream(  # type: ignore[override]  # writes via context.write
         self, request_iterator: AsyncIterator[ClientStreamRequest], context: Context
     ) -> None:
         """Task batches up, result batches down."""
@@ -166,7 +170,7 @@ class QueueService(QueueServicer):
                 await outlet.wakeup.wait()
 
     # ------------------------------------------------------------------ workers
-    async def WorkerUpdate(
+    async def WorkerUpdate(  # type: ignore[override]  # writes via context.write
         self, request_iterator: AsyncIterator[WorkerStatus], context: Context
     ) -> None:
         """Registration and heartbeats up, instructions down."""
@@ -202,7 +206,9 @@ class QueueService(QueueServicer):
                     self.core.heartbeat(worker.id, draining=draining)
         outlet.close()
 
-    async def WorkerStream(self, request_iterator: AsyncIterator[Batch], context: Context) -> None:
+    async def WorkerStream(  # type: ignore[override]  # writes via context.write
+        self, request_iterator: AsyncIterator[Batch], context: Context
+    ) -> None:
         """Task batches down, result batches up."""
         outlet: QueueOutlet[Batch] = QueueOutlet()
         failure = _Failure()

@@ -10,7 +10,11 @@ def test_defaults_match_the_design():
     """Unset attributes take the documented defaults."""
     c = resolve_new(SessionAttributes(app_id="app"))
     assert (c.priority, c.min_workers, c.max_workers, c.idle_timeout_s) == (5, 0, 0, 60.0)
-    assert (c.preemptible, c.cleanup_on_client_exit, c.max_inflight_batches_per_worker) == (False, False, 10)
+    assert (c.preemptible, c.cleanup_on_client_exit, c.max_inflight_batches_per_worker) == (
+        False,
+        False,
+        10,
+    )
     assert (c.fifo, c.max_attempts, c.task_timeout_s, c.tags) == (False, 3, 0.0, ())
 
 
@@ -21,7 +25,10 @@ def test_defaults_match_the_design():
         ({"app_id": ""}, "attributes.app_id"),
         ({"app_id": "x" * 200}, "attributes.app_id"),
         ({"app_id": "a", "priority": 11}, "attributes.priority"),
-        ({"app_id": "a", "max_inflight_batches_per_worker": 0}, "attributes.max_inflight_batches_per_worker"),
+        (
+            {"app_id": "a", "max_inflight_batches_per_worker": 0},
+            "attributes.max_inflight_batches_per_worker",
+        ),
         ({"app_id": "a", "max_attempts": 0}, "attributes.max_attempts"),
         ({"app_id": "a", "queue_type": 7}, "attributes.queue_type"),
         ({"app_id": "a", "min_workers": 3, "max_workers": 2}, "attributes.min_workers"),
@@ -41,13 +48,25 @@ def test_update_changes_only_present_fields():
     """An update leaves unset attributes as they were."""
     base = resolve_new(SessionAttributes(app_id="a", priority=7, tags=["x"]))
     updated = apply(base, SessionAttributes(max_workers=4, queue_type=QueueType.QUEUE_TYPE_FIFO))
-    assert (updated.priority, updated.max_workers, updated.fifo, updated.tags) == (7, 4, True, ("x",))
+    assert (updated.priority, updated.max_workers, updated.fifo, updated.tags) == (
+        7,
+        4,
+        True,
+        ("x",),
+    )
     cleared = apply(updated, SessionAttributes(replace_tags=True))
     assert cleared.tags == ()
 
 
 def test_to_proto_round_trips():
     """The resolved proto re-applies to the same config."""
-    c = SessionConfig(app_id="a", priority=2, idle_timeout_s=1.5, task_timeout_s=30, fifo=True,
-                      tags=("t",), worker_selector={"gpu": "true"})
+    c = SessionConfig(
+        app_id="a",
+        priority=2,
+        idle_timeout_s=1.5,
+        task_timeout_s=30,
+        fifo=True,
+        tags=("t",),
+        worker_selector={"gpu": "true"},
+    )
     assert resolve_new(c.to_proto()) == c

@@ -70,8 +70,10 @@ def test_results_reach_the_client_and_failures_the_dead_letter_queue(h):
     sent = data.sent[0]
     h.core.worker_results(w, h.answer(sent, fail={sent.tasks[1].id}))
     out = h.core.take_results(s)
-    assert out is not None and len(out.tasks) == 3
-    assert out.id == sent.id and out.session_id == s.id
+    assert out is not None
+    assert len(out.tasks) == 3
+    assert out.id == sent.id
+    assert out.session_id == s.id
     assert client.ready == 1
     assert (s.completed, s.failed, s.dead_letter_tasks) == (2, 1, 1)
     (dead,) = s.dead_letters
@@ -133,11 +135,13 @@ def test_unbind_waits_for_inflight_results_then_closes_the_stream(h):
     data = h.connect(w)
     h.core.close_session(s.id)
     assert control.instructions(UNBIND)
-    assert w.phase is WorkerPhase.UNBINDING and not data.closed
+    assert w.phase is WorkerPhase.UNBINDING
+    assert not data.closed
     h.core.worker_results(w, h.answer(data.sent[0]))
     assert data.closed
     h.core.worker_stream_closed(w.id, data)
-    assert w.phase is WorkerPhase.IDLE and w.session_id is None
+    assert w.phase is WorkerPhase.IDLE
+    assert w.session_id is None
 
 
 def test_closed_session_refuses_batches_and_counts_discards(h):
@@ -206,7 +210,8 @@ def test_newer_client_stream_supersedes_older(h):
     first, second = ClientRecorder(), ClientRecorder()
     h.core.attach_client(s.id, first)
     h.core.attach_client(s.id, second)
-    assert first.superseded and not second.closed
+    assert first.superseded
+    assert not second.closed
     h.core.detach_client(s.id, first)  # the old stream ending does not detach the new one
     assert s.client is second
 
@@ -263,3 +268,21 @@ def test_update_session_changes_window_live(h):
     assert len(data.sent) == 1
     h.core.update_session(s.id, SessionAttributes(max_inflight_batches_per_worker=3))
     assert len(data.sent) == 3
+
+
+def test_second_worker_is_bound_while_first_holds_all_batches():
+    """Work spreads: more batches in flight than bound workers asks the scheduler for another."""
+    calls = []
+    h = Harness()
+    h.core._on_schedule_needed = lambda: calls.append(1)
+    s = h.session()
+    w1, _ = h.worker()
+    h.worker()
+    h.core.submit(s, h.batch())
+    h.core.schedule()
+    h.connect(w1)
+    calls.clear()
+    h.core.submit(s, h.batch())  # dispatched to w1 at once; the queue is empty again
+    assert calls, "a second batch in flight must trigger scheduling"
+    h.core.schedule()
+    assert s.active_workers() == 2

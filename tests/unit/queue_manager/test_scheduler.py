@@ -4,7 +4,9 @@ from .conftest import Harness
 
 
 def plan(h: Harness):
-    return h.core.scheduler.plan(h.core.sessions.values(), h.core.workers.values(), h.clock.monotonic())
+    return h.core.scheduler.plan(
+        h.core.sessions.values(), h.core.workers.values(), h.clock.monotonic()
+    )
 
 
 def test_higher_priority_session_gets_workers_first():

@@ -1,0 +1,26 @@
+"""The alpcrun client SDK: sessions, task submission and result streaming.
+
+``AsyncClient`` / ``AsyncSession`` are the asyncio API; ``Client`` / ``Session`` (from
+:mod:`alpcrun.client.sync`) are their blocking twins, running the async client on a private
+event-loop thread.
+"""
+
+from __future__ import annotations
+
+from alpcrun.client._client import AsyncClient as AsyncClient
+from alpcrun.client._handle import TaskHandle as TaskHandle
+from alpcrun.client._results import Progress as Progress
+from alpcrun.client._results import TaskResult as TaskResult
+from alpcrun.client._session import AsyncSession as AsyncSession
+from alpcrun.client.sync import Client as Client
+from alpcrun.client.sync import Session as Session
+
+__all__ = [
+    "AsyncClient",
+    "AsyncSession",
+    "Client",
+    "Progress",
+    "Session",
+    "TaskHandle",
+    "TaskResult",
+]

@@ -1,0 +1,165 @@
+"""AsyncClient: the connection to a queue manager and the factory of sessions."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from types import TracebackType
+from typing import Any, Self, Unpack
+
+from pydantic import SecretStr
+
+from alpcrun.client._attributes import SessionOptions, session_attributes
+from alpcrun.client._rpc import Connection, StreamOptions, unary
+from alpcrun.client._session import AsyncSession
+from alpcrun.config import ClientSettings, load_settings
+from alpcrun.errors import AlpcrunError
+from alpcrun.proto import CreateSessionRequest, GetSessionRequest
+from alpcrun.proto.channel import insecure_channel
+
+logger = logging.getLogger(__name__)
+
+
+class AsyncClient:
+    """An asyncio client of the alpcrun queue manager.
+
+    ::
+
+        async with AsyncClient("localhost:1337", api_key="k") as client:
+            async with client.session(app_id="demo") as session:
+                output = await (await session.submit(b"input"))
+
+    The channel opens on first use. :meth:`close` detaches the sessions still open (they
+    stay open on the server) and closes the channel.
+
+    Args:
+        address: Queue manager ``host:port``; overrides ``settings.queue_manager``.
+        api_key: API key sent on every call; overrides ``settings.api_key``.
+        settings: Client settings; default ``load_settings(ClientSettings)`` (environment
+            variables ``ALPCRUNCH_CLIENT_*`` and the config file).
+    """
+
+    def __init__(
+        self,
+        address: str | None = None,
+        *,
+        api_key: str | None = None,
+        settings: ClientSettings | None = None,
+    ) -> None:
+        base = settings if settings is not None else load_settings(ClientSettings)
+        updates: dict[str, Any] = {}
+        if address is not None:
+            updates["queue_manager"] = address
+        if api_key is not None:
+            updates["api_key"] = SecretStr(api_key)
+        self._settings = base.model_copy(update=updates) if updates else base
+        self._conn: Connection | None = None
+        self._sessions: dict[AsyncSession, None] = {}
+        self._closed = False
+
+    @property
+    def settings(self) -> ClientSettings:
+        """The effective settings (address and API key overrides applied)."""
+        return self._settings
+
+    def _connection(self) -> Connection:
+        if self._closed:
+            raise RuntimeError("the client is closed")
+        if self._conn is None:
+            settings = self._settings
+            key = settings.api_key.get_secret_value() if settings.api_key is not None else None
+            channel = insecure_channel(settings.queue_manager, settings.max_message_bytes)
+            self._conn = Connection(channel, key, StreamOptions.from_settings(settings))
+        return self._conn
+
+    def _track(self, session: AsyncSession) -> AsyncSession:
+        self._sessions[session] = None
+        return session
+
+    def _forget(self, session: AsyncSession) -> None:
+        self._sessions.pop(session, None)
+
+    async def create_session(self, **attrs: Unpack[SessionOptions]) -> AsyncSession:
+        """Create a session (``CreateSession``); it stays open until closed explicitly.
+
+        Args:
+            **attrs: Session attributes; ``app_id`` is required (see ``SessionOptions``).
+
+        Returns:
+            The session, with its resolved attributes.
+
+        Raises:
+            TypeError: An unknown attribute, a wrong type, or no ``app_id``.
+            InvalidArgument: The server refused an attribute (``field`` names it).
+        """
+        conn = self._connection()
+        request = CreateSessionRequest(attributes=session_attributes(attrs, create=True))
+        info = await unary(conn.stub.CreateSession(request, metadata=conn.metadata))
+        return self._track(AsyncSession(conn, info, on_end=self._forget))
+
+    @contextlib.asynccontextmanager
+    async def session(self, **attrs: Unpack[SessionOptions]) -> AsyncIterator[AsyncSession]:
+        """Create a session for the ``async with`` block and close it afterwards.
+
+        Args:
+            **attrs: Session attributes, as for :meth:`create_session`.
+
+        Yields:
+            The open session; it is closed on exit, also when the block raised.
+        """
+        session = await self.create_session(**attrs)
+        async with session:
+            yield session
+
+    async def attach_session(self, session_id: str) -> AsyncSession:
+        """Attach to an existing session (``GetSession``, then a new client stream).
+
+        Results the queue manager buffered while no client was attached are delivered to
+        :meth:`AsyncSession.unclaimed_results`. A previously attached stream is ended by the
+        server.
+
+        Args:
+            session_id: The session's id.
+
+        Returns:
+            The attached session.
+
+        Raises:
+            SessionNotFound: The id is unknown.
+        """
+        conn = self._connection()
+        request = GetSessionRequest(session_id=session_id)
+        info = await unary(conn.stub.GetSession(request, metadata=conn.metadata))
+        session = self._track(AsyncSession(conn, info, on_end=self._forget))
+        session._live_stream()
+        return session
+
+    async def close(self) -> None:
+        """Detach every session still open and close the channel (idempotent)."""
+        if self._closed:
+            return
+        self._closed = True
+        for session in list(self._sessions):
+            try:
+                await session.detach()
+            except AlpcrunError:
+                logger.warning("detaching session %s failed", session.id, exc_info=True)
+        self._sessions.clear()
+        if self._conn is not None:
+            await self._conn.channel.close(None)
+
+    async def __aenter__(self) -> Self:
+        self._connection()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    def __repr__(self) -> str:
+        return f"<AsyncClient {self._settings.queue_manager}>"

@@ -1,0 +1,273 @@
+"""AsyncSession: submit, map, dead letters and lifecycle of one session."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
+from types import TracebackType
+from typing import TYPE_CHECKING, Self, Unpack
+
+from alpcrun.client._attributes import SessionOptions, session_attributes
+from alpcrun.client._handle import TaskHandle
+from alpcrun.client._map import MapRun, Payloads, ProgressCallback
+from alpcrun.client._results import Counters, SessionStatistics, TaskResult, Unclaimed
+from alpcrun.client._rpc import read_all, unary
+from alpcrun.client._stream import IdSource, TaskStream
+from alpcrun.errors import AlpcrunError, SessionClosed, SessionError
+from alpcrun.proto import (
+    CloseSessionRequest,
+    DeadLettersRequest,
+    Session,
+    SessionAttributes,
+    SessionState,
+    UpdateSessionRequest,
+)
+
+if TYPE_CHECKING:
+    from alpcrun.client._rpc import Connection
+
+logger = logging.getLogger(__name__)
+
+
+class AsyncSession:
+    """A session on the grid: submit tasks, map over payloads, collect results.
+
+    Create one with :meth:`AsyncClient.session` (closed on exit), :meth:`AsyncClient.create_session`
+    or :meth:`AsyncClient.attach_session`. The session's ``ClientStream`` opens on the first
+    submit or map (at once on attach) and is shared by every handle and map of the session.
+
+    Attributes:
+        id: The server-generated session id.
+        attributes: The resolved ``SessionAttributes`` (refreshed by :meth:`update`).
+        state: The ``SessionState`` last reported by the server.
+    """
+
+    def __init__(
+        self,
+        conn: Connection,
+        info: Session,
+        *,
+        on_end: Callable[[AsyncSession], None] | None = None,
+    ) -> None:
+        self._conn = conn
+        self.id: str = info.id
+        self.attributes: SessionAttributes = info.attributes
+        self.state: SessionState.ValueType = info.state
+        self._on_end = on_end
+        self._ids = IdSource()
+        self._counters = Counters()
+        self._unclaimed = Unclaimed(conn.options.window)
+        self._stream: TaskStream | None = None
+        self._ended: AlpcrunError | None = None
+
+    # -- tasks ----------------------------------------------------------------------------
+
+    async def submit(self, payload: bytes, *, priority: int = 0) -> TaskHandle:
+        """Submit one task; it is batched with other tasks sent in the same loop turn.
+
+        Waits while the session's window of unsent plus unanswered tasks is full.
+
+        Args:
+            payload: The task's input bytes.
+            priority: Batch priority within a priority-queue session (higher first).
+
+        Returns:
+            A handle; ``await handle`` gives the output bytes or raises ``TaskFailed``.
+
+        Raises:
+            SessionError: The session is closed or detached.
+            AlpcrunError: The session's stream failed.
+        """
+        stream = self._live_stream()
+        if stream.full():
+            await stream.wait_space()
+        handle = TaskHandle()
+        handle._task_id = stream.add(payload, priority, handle, -1)
+        return handle
+
+    async def map(
+        self,
+        payloads: Payloads,
+        *,
+        ordered: bool = False,
+        priority: int = 0,
+        progress: ProgressCallback | None = None,
+    ) -> AsyncIterator[TaskResult]:
+        """Run one task per payload and yield the results as they arrive.
+
+        The input is pulled lazily: at most the session window's worth of tasks is submitted
+        and not yet consumed. Failed tasks are yielded with ``error`` set; they do not stop
+        the map.
+
+        Args:
+            payloads: Task inputs, from a plain or an async iterable.
+            ordered: Yield in input order (buffering early results) instead of completion order.
+            priority: Batch priority of the tasks.
+            progress: Called with a :class:`Progress` at most every ~100 ms and once at the end.
+
+        Yields:
+            One :class:`TaskResult` per payload; ``index`` is the payload's position.
+
+        Raises:
+            SessionError: The session is closed or detached.
+            AlpcrunError: The session's stream failed.
+        """
+        chunks = self._map_chunks(payloads, ordered, priority, progress)
+        async with contextlib.aclosing(chunks) as it:
+            async for chunk in it:
+                for result in chunk:
+                    yield result
+
+    def _map_chunks(
+        self,
+        payloads: Payloads,
+        ordered: bool,
+        priority: int,
+        progress: ProgressCallback | None,
+    ) -> AsyncGenerator[list[TaskResult], None]:
+        """The results of a map in chunks (what the sync twin moves across threads)."""
+        options = self._conn.options
+        run = MapRun(
+            self._live_stream,
+            ordered=ordered,
+            priority=priority,
+            progress=progress,
+            window=options.window,
+            yield_every=options.max_batch_tasks,
+        )
+        return run.chunks(payloads)
+
+    async def flush(self) -> None:
+        """Send every partly filled batch now and wait until all batches are written."""
+        if self._stream is not None and self._stream.error is None:
+            await self._stream.flush()
+
+    async def dead_letters(self) -> list[TaskResult]:
+        """Read the session's dead-letter queue (a snapshot; the tasks stay in it).
+
+        Returns:
+            One result per dead-lettered task, each with ``error`` set and ``index == -1``.
+        """
+        call = self._conn.stub.ClientStreamDeadLetters(
+            DeadLettersRequest(session_id=self.id), metadata=self._conn.metadata
+        )
+        return [
+            TaskResult(-1, task.id, task.payload, task.error if task.HasField("error") else None)
+            for batch in await read_all(call)
+            for task in batch.tasks
+        ]
+
+    async def unclaimed_results(self, *, wait: float | None = 0.0) -> list[TaskResult]:
+        """Take the results of tasks this object did not submit (e.g. after an attach).
+
+        Args:
+            wait: When none is buffered, wait up to this many seconds for some
+                (``None``: no limit).
+
+        Returns:
+            The buffered results (``index == -1``), possibly empty.
+        """
+        if not self._unclaimed and wait != 0:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(wait):
+                    await self._unclaimed.arrived.wait()
+        return self._unclaimed.take()
+
+    def statistics(self) -> SessionStatistics:
+        """Task counters of this session object."""
+        counters = self._counters
+        pending = self._stream.pending if self._stream is not None else 0
+        return SessionStatistics(counters.submitted, counters.completed, counters.failed, pending)
+
+    # -- attributes and lifecycle ---------------------------------------------------------
+
+    async def update(self, **attrs: Unpack[SessionOptions]) -> None:
+        """Change session attributes live; attributes not given stay as they are.
+
+        ``tags`` and ``worker_selector`` replace the current values when given.
+
+        Raises:
+            TypeError: An unknown attribute or a value of the wrong type.
+            InvalidArgument: The server refused a value (``field`` names it).
+        """
+        request = UpdateSessionRequest(
+            session_id=self.id, attributes=session_attributes(attrs, create=False)
+        )
+        info = await unary(self._conn.stub.UpdateSession(request, metadata=self._conn.metadata))
+        self.attributes = info.attributes
+        self.state = info.state
+
+    async def close(self) -> None:
+        """Close the session (``CloseSession``); tasks still pending fail with ``SessionClosed``.
+
+        Closing twice is a no-op.
+        """
+        if self._ended is not None:
+            return
+        error = SessionClosed(f"session {self.id} was closed")
+        self._ended = error
+        stream = self._stream
+        if stream is not None:
+            stream.set_end_error(error)
+        try:
+            request = CloseSessionRequest(session_id=self.id)
+            reply = await unary(self._conn.stub.CloseSession(request, metadata=self._conn.metadata))
+            self.state = reply.session.state
+        finally:
+            if stream is not None:
+                await stream.aclose(error)
+            self._notify_end()
+
+    async def detach(self) -> None:
+        """End this client's stream but leave the session open on the server.
+
+        Queued batches are sent first; results of unanswered tasks stay buffered on the server
+        for the next :meth:`AsyncClient.attach_session`, and this object's pending handles and
+        maps fail with ``SessionError``.
+        """
+        if self._ended is not None:
+            return
+        error = SessionError(f"session {self.id} was detached before the result arrived")
+        self._ended = error
+        try:
+            if self._stream is not None:
+                await self._stream.detach(error)
+        finally:
+            self._notify_end()
+
+    def _live_stream(self) -> TaskStream:
+        if self._ended is not None:
+            raise self._ended.with_traceback(None)
+        stream = self._stream
+        if stream is None or stream.error is not None:
+            # Reconnect-and-resend is future work: a new stream starts empty.
+            stream = self._stream = TaskStream(
+                self._conn, self.id, self._ids, self._counters, self._unclaimed
+            )
+        return stream
+
+    def _notify_end(self) -> None:
+        if self._on_end is not None:
+            self._on_end(self)
+            self._on_end = None
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        try:
+            await self.close()
+        except AlpcrunError:
+            if exc is None:
+                raise
+            logger.warning("closing session %s failed", self.id, exc_info=True)
+
+    def __repr__(self) -> str:
+        return f"<AsyncSession {self.id} app_id={self.attributes.app_id!r}>"

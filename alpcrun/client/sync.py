@@ -1,0 +1,308 @@
+"""Blocking twins of AsyncClient and AsyncSession, run on a private event-loop thread.
+
+``Client`` owns one asyncio loop in a daemon thread and hands every call to it with
+``asyncio.run_coroutine_threadsafe``. ``Session.map`` moves results across threads in chunks
+(one queue hand-off per received chunk, not per task) through a bounded thread-safe queue.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextlib
+import queue
+import threading
+from collections.abc import Coroutine, Iterable, Iterator
+from types import TracebackType
+from typing import Any, Self, TypeVar, Unpack
+
+from alpcrun.client._attributes import SessionOptions
+from alpcrun.client._client import AsyncClient
+from alpcrun.client._map import ProgressCallback
+from alpcrun.client._results import SessionStatistics, TaskResult
+from alpcrun.client._session import AsyncSession
+from alpcrun.config import ClientSettings
+from alpcrun.proto import SessionAttributes
+
+T = TypeVar("T")
+
+MAX_QUEUED_CHUNKS = 16
+"""Result chunks a sync map buffers for its consumer before the loop side waits."""
+
+
+class _Loop:
+    """A private event loop running in a daemon thread."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._run, name="alpcrun-client-loop", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        asyncio.set_event_loop(self.loop)
+        try:
+            self.loop.run_forever()
+        finally:
+            # As asyncio.run does: nothing is left pending when the loop closes.
+            pending = asyncio.all_tasks(self.loop)
+            for task in pending:
+                task.cancel()
+            if pending:
+                self.loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
+            self.loop.run_until_complete(self.loop.shutdown_asyncgens())
+            self.loop.close()
+
+    def submit(self, coro: Coroutine[Any, Any, T]) -> concurrent.futures.Future[T]:
+        """Schedule ``coro`` on the loop."""
+        if threading.current_thread() is self._thread:
+            coro.close()
+            raise RuntimeError("blocking alpcrun calls cannot run on the client's loop thread")
+        return asyncio.run_coroutine_threadsafe(coro, self.loop)
+
+    def run(self, coro: Coroutine[Any, Any, T], timeout: float | None = None) -> T:
+        """Run ``coro`` on the loop and wait for its result."""
+        return self.submit(coro).result(timeout)
+
+    def stop(self) -> None:
+        """Stop the loop and join its thread."""
+        if self._thread.is_alive():
+            self.loop.call_soon_threadsafe(self.loop.stop)
+            self._thread.join()
+
+
+class _End:
+    """End marker of a sync map's chunk queue, carrying the map's error if it failed."""
+
+    __slots__ = ("error",)
+
+    def __init__(self, error: BaseException | None) -> None:
+        self.error = error
+
+
+class Session:
+    """Blocking twin of :class:`~alpcrun.client.AsyncSession` (same methods, same meaning).
+
+    Attributes:
+        id: The server-generated session id.
+    """
+
+    def __init__(self, asession: AsyncSession, loop: _Loop) -> None:
+        self._async = asession
+        self._loop = loop
+        self.id = asession.id
+
+    @property
+    def attributes(self) -> SessionAttributes:
+        """The resolved ``SessionAttributes`` (refreshed by :meth:`update`)."""
+        return self._async.attributes
+
+    def submit(self, payload: bytes, *, priority: int = 0) -> concurrent.futures.Future[bytes]:
+        """Submit one task.
+
+        Args:
+            payload: The task's input bytes.
+            priority: Batch priority within a priority-queue session.
+
+        Returns:
+            A future; ``.result(timeout)`` gives the output bytes or raises ``TaskFailed``.
+        """
+        return self._loop.submit(self._submit_and_wait(payload, priority))
+
+    async def _submit_and_wait(self, payload: bytes, priority: int) -> bytes:
+        return await (await self._async.submit(payload, priority=priority))
+
+    def map(
+        self,
+        payloads: Iterable[bytes],
+        *,
+        ordered: bool = False,
+        priority: int = 0,
+        progress: ProgressCallback | None = None,
+    ) -> Iterator[TaskResult]:
+        """Run one task per payload and iterate over the results as they arrive.
+
+        The input iterable is consumed on the client's loop thread, lazily; ``progress`` is
+        called on that thread too. Stopping the iteration early cancels the rest of the map.
+
+        Args:
+            payloads: Task inputs.
+            ordered: Yield in input order instead of completion order.
+            priority: Batch priority of the tasks.
+            progress: Called with a ``Progress`` at most every ~100 ms and once at the end.
+
+        Returns:
+            An iterator of :class:`TaskResult`, one per payload.
+        """
+        return self._iterate(payloads, ordered, priority, progress)
+
+    def _iterate(
+        self,
+        payloads: Iterable[bytes],
+        ordered: bool,
+        priority: int,
+        progress: ProgressCallback | None,
+    ) -> Iterator[TaskResult]:
+        chunks: queue.Queue[list[TaskResult] | _End] = queue.Queue()
+        room = asyncio.Event()
+        loop = self._loop.loop
+        future = self._loop.submit(self._pump(payloads, ordered, priority, progress, chunks, room))
+        try:
+            while not isinstance(item := chunks.get(), _End):
+                loop.call_soon_threadsafe(room.set)
+                yield from item
+            if item.error is not None:
+                raise item.error
+        finally:
+            future.cancel()
+
+    async def _pump(
+        self,
+        payloads: Iterable[bytes],
+        ordered: bool,
+        priority: int,
+        progress: ProgressCallback | None,
+        chunks: queue.Queue[list[TaskResult] | _End],
+        room: asyncio.Event,
+    ) -> None:
+        error: BaseException | None = None
+        source = self._async._map_chunks(payloads, ordered, priority, progress)
+        try:
+            async with contextlib.aclosing(source) as results:
+                async for chunk in results:
+                    while chunks.qsize() >= MAX_QUEUED_CHUNKS:
+                        room.clear()
+                        if chunks.qsize() < MAX_QUEUED_CHUNKS:
+                            break
+                        await room.wait()
+                    chunks.put(chunk)
+        except Exception as exc:  # handed to the consuming thread
+            error = exc
+        finally:
+            chunks.put(_End(error))
+
+    def flush(self) -> None:
+        """Send every partly filled batch now and wait until all batches are written."""
+        self._loop.run(self._async.flush())
+
+    def dead_letters(self) -> list[TaskResult]:
+        """Read the session's dead-letter queue (a snapshot)."""
+        return self._loop.run(self._async.dead_letters())
+
+    def unclaimed_results(self, *, wait: float | None = 0.0) -> list[TaskResult]:
+        """Take the results of tasks this object did not submit (e.g. after an attach)."""
+        return self._loop.run(self._async.unclaimed_results(wait=wait))
+
+    def update(self, **attrs: Unpack[SessionOptions]) -> None:
+        """Change session attributes live; attributes not given stay as they are."""
+        self._loop.run(self._async.update(**attrs))
+
+    def statistics(self) -> SessionStatistics:
+        """Task counters of this session object."""
+        return self._async.statistics()
+
+    def close(self) -> None:
+        """Close the session; pending futures fail with ``SessionClosed``."""
+        self._loop.run(self._async.close())
+
+    def detach(self) -> None:
+        """End this client's stream but leave the session open on the server."""
+        self._loop.run(self._async.detach())
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self._loop.run(self._async.__aexit__(exc_type, exc, tb))
+
+    def __repr__(self) -> str:
+        return f"<Session {self.id}>"
+
+
+class Client:
+    """Blocking twin of :class:`~alpcrun.client.AsyncClient`.
+
+    ::
+
+        with Client("localhost:1337", api_key="k") as client:
+            with client.session(app_id="demo") as session:
+                for result in session.map([b"a", b"b"]):
+                    print(result.value())
+
+    Args:
+        address: Queue manager ``host:port``; overrides ``settings.queue_manager``.
+        api_key: API key sent on every call; overrides ``settings.api_key``.
+        settings: Client settings; default ``load_settings(ClientSettings)``.
+    """
+
+    def __init__(
+        self,
+        address: str | None = None,
+        *,
+        api_key: str | None = None,
+        settings: ClientSettings | None = None,
+    ) -> None:
+        self._loop = _Loop()
+        try:
+            self._async = self._loop.run(_make_client(address, api_key, settings))
+        except BaseException:
+            self._loop.stop()
+            raise
+        self._closed = False
+
+    @property
+    def settings(self) -> ClientSettings:
+        """The effective settings."""
+        return self._async.settings
+
+    def create_session(self, **attrs: Unpack[SessionOptions]) -> Session:
+        """Create a session; it stays open until closed explicitly."""
+        return Session(self._loop.run(self._async.create_session(**attrs)), self._loop)
+
+    @contextlib.contextmanager
+    def session(self, **attrs: Unpack[SessionOptions]) -> Iterator[Session]:
+        """Create a session for the ``with`` block and close it afterwards."""
+        with self.create_session(**attrs) as session:
+            yield session
+
+    def attach_session(self, session_id: str) -> Session:
+        """Attach to an existing session (its buffered results go to ``unclaimed_results``)."""
+        return Session(self._loop.run(self._async.attach_session(session_id)), self._loop)
+
+    def close(self) -> None:
+        """Detach open sessions, close the channel and stop the loop thread (idempotent)."""
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            self._loop.run(self._async.close())
+        finally:
+            self._loop.stop()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"<Client {self._async.settings.queue_manager}>"
+
+
+async def _make_client(
+    address: str | None, api_key: str | None, settings: ClientSettings | None
+) -> AsyncClient:
+    """Build the async client on the loop thread, so its channel belongs to that loop."""
+    return AsyncClient(address, api_key=api_key, settings=settings)
+
+
+__all__ = ["Client", "Session"]

@@ -1,0 +1,173 @@
+"""``python -m workers_sdk MODULE:CLASS``: load a Worker class, build settings, run until signalled.
+
+Settings come from flags, then ``ALPCRUNCH_WORKER_*`` environment variables, then the YAML
+file (``--config`` or ``ALPCRUNCH_CONFIG``). SIGTERM or SIGINT starts a graceful drain; a
+second signal exits at once.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import importlib
+import inspect
+import logging
+import os
+import signal
+import sys
+
+from alpcrun._logging import setup_logging
+from alpcrun.config import WorkerSettings, load_settings
+from alpcrun.errors import AlpcrunError, ConfigError
+from workers_sdk.runner import WorkerRunner
+from workers_sdk.worker import Worker
+
+logger = logging.getLogger("workers_sdk")
+
+EXIT_OK = 0
+EXIT_ERROR = 1
+EXIT_USAGE = 2
+
+
+def load_worker_class(spec: str) -> type[Worker]:
+    """Import ``MODULE:CLASS`` and check that it names a concrete ``Worker`` subclass.
+
+    The current directory is put on ``sys.path`` first, so a module of the project being run
+    is found.
+
+    Raises:
+        alpcrun.errors.ConfigError: The spec is malformed, the module or class is missing, or
+            the class is not a concrete ``Worker`` subclass.
+    """
+    module_name, _, attr = spec.partition(":")
+    if not module_name or not attr:
+        raise ConfigError(f"expected MODULE:CLASS (e.g. mymodule:MyWorker), got {spec!r}")
+    cwd = os.getcwd()
+    if "" not in sys.path and cwd not in sys.path:
+        sys.path.insert(0, cwd)
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise ConfigError(f"cannot import worker module {module_name!r}: {exc}") from exc
+    obj: object = module
+    for part in attr.split("."):
+        try:
+            obj = getattr(obj, part)
+        except AttributeError:
+            raise ConfigError(f"module {module_name!r} has no attribute {attr!r}") from None
+    if not (isinstance(obj, type) and issubclass(obj, Worker)):
+        raise ConfigError(f"{spec} is not a workers_sdk.Worker subclass")
+    if inspect.isabstract(obj):
+        raise ConfigError(f"{spec} is abstract: it does not implement handle()")
+    return obj
+
+
+def run_worker(worker: type[Worker] | Worker, settings: WorkerSettings) -> None:
+    """Run a worker until SIGTERM/SIGINT, then drain and return (blocking).
+
+    Args:
+        worker: A ``Worker`` subclass (instantiated with no arguments) or an instance.
+        settings: The worker settings (see :func:`alpcrun.config.load_settings`).
+
+    Raises:
+        alpcrun.errors.AuthError: The queue manager refused the API key.
+    """
+    instance = worker() if isinstance(worker, type) else worker
+    asyncio.run(_run_with_signals(WorkerRunner(instance, settings)))
+
+
+async def _run_with_signals(runner: WorkerRunner) -> None:
+    loop = asyncio.get_running_loop()
+    signals = (signal.SIGTERM, signal.SIGINT)
+    received: list[int] = []
+
+    def on_signal(signum: int) -> None:
+        received.append(signum)
+        name = signal.Signals(signum).name
+        if len(received) == 1:
+            logger.info("%s: draining; send it again to exit at once", name)
+            runner.request_stop()
+        else:
+            logger.warning("%s again: exiting without draining", name)
+            os._exit(128 + signum)
+
+    installed = []
+    for signum in signals:
+        try:
+            loop.add_signal_handler(signum, on_signal, signum)
+            installed.append(signum)
+        except (NotImplementedError, RuntimeError):  # not on this platform or thread
+            pass
+    try:
+        await runner.run()
+    finally:
+        for signum in installed:
+            loop.remove_signal_handler(signum)
+
+
+def _parse_labels(items: list[str]) -> dict[str, str] | None:
+    labels: dict[str, str] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"--label takes KEY=VALUE, got {item!r}")
+        labels[key] = value
+    return labels or None
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m workers_sdk",
+        description="Run an alpcrun worker: connect to the queue manager and process tasks.",
+    )
+    parser.add_argument("worker", metavar="MODULE:CLASS", help="the Worker subclass to run")
+    parser.add_argument("--queue-manager", metavar="ADDR", help="queue manager host:port")
+    parser.add_argument("--api-key", metavar="KEY", help="API key (prefer ALPCRUNCH_API_KEY)")
+    parser.add_argument("--concurrency", type=int, metavar="N", help="batches processed at once")
+    parser.add_argument("--threads", type=int, metavar="N", help="threads for a sync handle()")
+    parser.add_argument(
+        "--label",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="worker label matched by session worker selectors (repeatable)",
+    )
+    parser.add_argument("--config", metavar="FILE", help="YAML config file")
+    parser.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of ``python -m workers_sdk``; returns the process exit code.
+
+    Returns:
+        0 after a clean drain, 1 when the worker failed (e.g. refused API key), 2 for a
+        usage or configuration error (bad flag, config file, or MODULE:CLASS).
+    """
+    args = _parser().parse_args(argv)
+    try:
+        settings = load_settings(
+            WorkerSettings,
+            config_file=args.config,
+            queue_manager=args.queue_manager,
+            api_key=args.api_key,
+            concurrency=args.concurrency,
+            threads=args.threads,
+            labels=_parse_labels(args.label),
+            log_level=args.log_level,
+        )
+        setup_logging(settings.log_level, json_lines=settings.log_json)
+        worker_cls = load_worker_class(args.worker)
+    except ConfigError as exc:
+        sys.stderr.write(f"error: {exc}\n")
+        return EXIT_USAGE
+    logger.info("starting %s against %s", args.worker, settings.queue_manager)
+    try:
+        run_worker(worker_cls, settings)
+    except AlpcrunError as exc:
+        logger.error("worker failed: %s: %s", type(exc).__name__, exc)
+        return EXIT_ERROR
+    return EXIT_OK
+
+
+__all__ = ["load_worker_class", "main", "run_worker"]

@@ -1,0 +1,187 @@
+"""Run a worker's ``handle()`` without any server, through the runner's own execute path.
+
+Example::
+
+    async with WorkerHarness(Upper()) as h:
+        assert await h.run(b"abc") == b"ABC"
+        results = await h.run_batch([b"a", b"b"])
+
+``SyncWorkerHarness`` is the blocking twin for code without an event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from collections.abc import Sequence
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Self, cast
+
+from alpcrun.proto import Batch, TaskError
+from workers_sdk._execute import BatchExecutor
+from workers_sdk.worker import Worker
+
+
+@dataclass(frozen=True, slots=True)
+class HarnessResult:
+    """The outcome of one task run by the harness."""
+
+    task_id: str
+    """The task's id."""
+    payload: bytes | None
+    """The result bytes, or None when the task failed."""
+    error: TaskError | None
+    """The error the runner would send to the queue manager, or None on success."""
+    exception: Exception | None
+    """The exception the handler raised (or the TypeError for a bad return), if any."""
+
+    @property
+    def ok(self) -> bool:
+        """True when the task succeeded."""
+        return self.error is None
+
+
+class WorkerHarness:
+    """Runs tasks through a worker in-process, exactly as ``WorkerRunner`` would.
+
+    ``async with`` calls the worker's ``setup()`` on entry and ``teardown()`` on exit.
+
+    Args:
+        worker: The worker under test.
+        session_id: Session id seen by the handler in ``TaskContext.session_id``.
+        worker_id: Worker id seen by the handler in ``TaskContext.worker_id``.
+        threads: Thread-pool size for a sync ``handle``.
+    """
+
+    def __init__(
+        self,
+        worker: Worker,
+        *,
+        session_id: str = "harness-session",
+        worker_id: str = "harness-worker",
+        threads: int = 1,
+    ) -> None:
+        self.worker = worker
+        self._session_id = session_id
+        self._worker_id = worker_id
+        self._threads = threads
+        self._executor: BatchExecutor | None = None
+        self._ids = itertools.count(1)
+
+    async def __aenter__(self) -> Self:
+        await self.worker.setup()
+        self._executor = BatchExecutor(self.worker, threads=self._threads)
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        executor, self._executor = self._executor, None
+        try:
+            await self.worker.teardown()
+        finally:
+            if executor is not None:
+                executor.close(wait=False)
+
+    async def run(self, payload: bytes, *, attempt: int = 1) -> bytes:
+        """Run one task and return its result bytes.
+
+        Raises:
+            Exception: Whatever the handler raised (a ``TypeError`` for a non-bytes result).
+        """
+        (result,) = await self.run_batch([payload], attempt=attempt)
+        if result.exception is not None:
+            raise result.exception
+        return cast(bytes, result.payload)  # set whenever no exception was raised
+
+    async def run_batch(
+        self, payloads: Sequence[bytes], *, attempt: int = 1
+    ) -> list[HarnessResult]:
+        """Run one batch of tasks; returns one :class:`HarnessResult` per payload, in order.
+
+        Raises:
+            RuntimeError: The harness is not entered (use ``async with``).
+        """
+        if self._executor is None:
+            raise RuntimeError("use 'async with WorkerHarness(worker) as h' before running tasks")
+        n = next(self._ids)
+        batch = Batch(id=f"harness-{n}", session_id=self._session_id, dispatch_id=n)
+        for i, payload in enumerate(payloads):
+            batch.tasks.add(id=f"task-{n}-{i}", payload=payload, attempt=attempt)
+        raised: dict[str, Exception] = {}
+        out = await self._executor.execute(
+            batch,
+            session_id=self._session_id,
+            worker_id=self._worker_id,
+            on_error=raised.__setitem__,
+        )
+        return [
+            HarnessResult(
+                task_id=t.id,
+                payload=None if t.HasField("error") else t.payload,
+                error=t.error if t.HasField("error") else None,
+                exception=raised.get(t.id),
+            )
+            for t in out.tasks
+        ]
+
+
+class SyncWorkerHarness:
+    """Blocking twin of :class:`WorkerHarness`, on a private event loop.
+
+    Example::
+
+        with SyncWorkerHarness(Upper()) as h:
+            assert h.run(b"abc") == b"ABC"
+    """
+
+    def __init__(
+        self,
+        worker: Worker,
+        *,
+        session_id: str = "harness-session",
+        worker_id: str = "harness-worker",
+        threads: int = 1,
+    ) -> None:
+        self._harness = WorkerHarness(
+            worker, session_id=session_id, worker_id=worker_id, threads=threads
+        )
+        self._runner: asyncio.Runner | None = None
+
+    def __enter__(self) -> Self:
+        self._runner = asyncio.Runner()
+        self._runner.run(self._harness.__aenter__())
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        runner, self._runner = self._runner, None
+        if runner is not None:
+            try:
+                runner.run(self._harness.__aexit__(exc_type, exc, tb))
+            finally:
+                runner.close()
+
+    def run(self, payload: bytes, *, attempt: int = 1) -> bytes:
+        """Run one task and return its result bytes (see :meth:`WorkerHarness.run`)."""
+        return self._loop().run(self._harness.run(payload, attempt=attempt))
+
+    def run_batch(self, payloads: Sequence[bytes], *, attempt: int = 1) -> list[HarnessResult]:
+        """Run one batch of tasks (see :meth:`WorkerHarness.run_batch`)."""
+        return self._loop().run(self._harness.run_batch(payloads, attempt=attempt))
+
+    def _loop(self) -> asyncio.Runner:
+        if self._runner is None:
+            raise RuntimeError("use 'with SyncWorkerHarness(worker) as h' before running tasks")
+        return self._runner
+
+
+__all__ = ["HarnessResult", "SyncWorkerHarness", "WorkerHarness"]

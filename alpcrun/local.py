@@ -46,11 +46,13 @@ class LocalGrid:
         api_key: str | None = None,
         concurrency: int = 2,
         metrics_port: int | None = 0,
+        worker_log_level: str = "info",
     ) -> None:
         self.api_key = api_key or secrets.token_urlsafe(16)
         self.worker_spec = worker_spec
         self.n_workers = workers
         self.concurrency = concurrency
+        self.worker_log_level = worker_log_level
         settings = QueueManagerSettings(
             host="127.0.0.1", port=port, metrics_port=metrics_port, api_key=SecretStr(self.api_key)
         )
@@ -75,6 +77,8 @@ class LocalGrid:
             self.address,
             "--concurrency",
             str(self.concurrency),
+            "--log-level",
+            self.worker_log_level,
         ]
         return subprocess.Popen(cmd, env=env, preexec_fn=_die_with_parent)
 

@@ -77,7 +77,9 @@ def queue_manager(args: argparse.Namespace) -> int:
     return 0
 
 
-def _local_grid(args: argparse.Namespace, worker_spec: str | None) -> Any:
+def _local_grid(
+    args: argparse.Namespace, worker_spec: str | None, worker_log_level: str = "info"
+) -> Any:
     from alpcrun.local import DEMO_WORKER, LocalGrid
 
     return LocalGrid(
@@ -86,6 +88,7 @@ def _local_grid(args: argparse.Namespace, worker_spec: str | None) -> Any:
         port=args.port,
         api_key=args.api_key,
         concurrency=args.concurrency,
+        worker_log_level=worker_log_level,
     )
 
 
@@ -122,7 +125,7 @@ def demo(args: argparse.Namespace) -> int:
             f"Starting a local grid: queue manager + {args.workers} worker processes ...",
             file=sys.stderr,
         )
-        async with _local_grid(args, None) as grid:
+        async with _local_grid(args, None, "warning") as grid:
             task = asyncio.ensure_future(
                 run_demo(
                     grid.address,

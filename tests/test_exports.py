@@ -1,0 +1,39 @@
+"""The public API surfaces are pinned: changing them is a deliberate act."""
+
+import alpcrun.client
+import alpcrun.errors
+import workers_sdk
+
+
+def test_client_exports():
+    assert sorted(alpcrun.client.__all__) == [
+        "AsyncClient",
+        "AsyncSession",
+        "Client",
+        "Progress",
+        "Session",
+        "TaskHandle",
+        "TaskResult",
+    ]
+
+
+def test_worker_sdk_exports():
+    assert sorted(workers_sdk.__all__) == sorted(
+        [
+            "NonRetryableError",
+            "Retry",
+            "TaskContext",
+            "Worker",
+            "WorkerError",
+            "WorkerHarness",
+            "WorkerRunner",
+            "current",
+            "run_worker",
+        ]
+    )
+
+
+def test_every_error_derives_from_the_root():
+    for name in alpcrun.errors.__all__:
+        assert issubclass(getattr(alpcrun.errors, name), alpcrun.errors.AlpcrunError)
+    assert issubclass(workers_sdk.NonRetryableError, alpcrun.errors.AlpcrunError)

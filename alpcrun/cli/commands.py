@@ -97,14 +97,19 @@ def local(args: argparse.Namespace) -> int:
     setup_logging("info")
 
     async def main() -> None:
-        async with _local_grid(args, args.worker) as grid:
-            print(f"alpcrun local grid: queue manager {grid.address}, {args.workers} workers")
-            print(f"  export ALPCRUNCH_CLIENT_QUEUE_MANAGER={grid.address}")
-            print(f"  export ALPCRUNCH_API_KEY={grid.api_key}")
-            print(f"  metrics: http://127.0.0.1:{grid.queue_manager.metrics_port}/metrics")
-            print("Press Ctrl-C to stop.", flush=True)
-            done = asyncio.Event()
-            await _until_signalled(done.wait(), done.set)
+        done = asyncio.Event()
+
+        async def serve() -> None:
+            async with _local_grid(args, args.worker) as grid:
+                print(f"alpcrun local grid: queue manager {grid.address}, {args.workers} workers")
+                print(f"  export ALPCRUNCH_CLIENT_QUEUE_MANAGER={grid.address}")
+                print(f"  export ALPCRUNCH_API_KEY={grid.api_key}")
+                print(f"  metrics: http://127.0.0.1:{grid.queue_manager.metrics_port}/metrics")
+                print("Press Ctrl-C to stop.", flush=True)
+                await done.wait()
+
+        # Handlers go in before the grid starts, so a signal during start-up still cleans up.
+        await _until_signalled(serve(), done.set)
 
     asyncio.run(main())
     return 0

@@ -5,6 +5,8 @@ from __future__ import annotations
 import signal
 import subprocess
 import sys
+import time
+from pathlib import Path
 
 import grpc
 import pytest
@@ -13,7 +15,7 @@ from alpcrun import proto
 from alpcrun.client import AsyncClient
 from alpcrun.errors import PermissionDenied, Unauthenticated
 
-from .conftest import ROOT, Grid
+from .conftest import ROOT, Grid, wait_healthy
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(240)]
 
@@ -119,3 +121,50 @@ def test_cli_help_and_grpc_reflection_lists_services(running_grid: Grid):
         )
         names = {s.name for r in replies for s in r.list_services_response.service}
     assert {"alpcrun.v1.Queue", "alpcrun.v1.Admin", "grpc.health.v1.Health"} <= names
+
+
+def _children(pid: int) -> list[int]:
+    """Live (non-zombie) child processes of pid, read from /proc."""
+    out = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid and fields[0] != "Z":
+            out.append(int(stat.parent.name))
+    return out
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def test_ctrl_c_on_local_grid_leaves_no_process_behind(grid: Grid):
+    """`alpcrun local` serves a grid; SIGINT stops it and every worker process it started."""
+    cmd = [
+        sys.executable,
+        "-m",
+        "alpcrun.cli.main",
+        "local",
+        "--workers",
+        "2",
+        "--port",
+        str(grid.port),
+        "--api-key",
+        grid.api_key,
+    ]
+    proc = grid._spawn(cmd)
+    wait_healthy(grid.address)
+    grid.wait_workers(2)
+    children = _children(proc.pid)
+    assert len(children) == 2
+    proc.send_signal(signal.SIGINT)
+    assert proc.wait(30) == 0
+    deadline = time.monotonic() + 10
+    while any(_alive(c) for c in children) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not [c for c in children if _alive(c)]

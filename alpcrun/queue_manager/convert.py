@@ -6,6 +6,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 
 from alpcrun.proto import Session, SessionInfo, SessionStats, WorkerInfo, WorkerState
 from alpcrun.queue_manager.records import SessionRecord, WorkerPhase, WorkerRecord
+from alpcrun.queue_manager.stats import session_statistics
 
 
 def _timestamp(seconds: float) -> Timestamp:
@@ -26,21 +27,22 @@ def session_to_proto(record: SessionRecord) -> Session:
 
 def session_info(record: SessionRecord) -> SessionInfo:
     """A session with its live counters, for the admin API."""
+    st = session_statistics(record)
     return SessionInfo(
         session=session_to_proto(record),
         stats=SessionStats(
-            pending_tasks=record.queue.tasks,
-            pending_batches=len(record.queue),
-            inflight_batches=record.inflight_batches,
-            inflight_tasks=record.inflight_tasks,
-            buffered_results=len(record.results),
-            dead_letters=record.dead_letter_tasks,
-            submitted_tasks=record.submitted,
-            completed_tasks=record.completed,
-            failed_tasks=record.failed,
-            bound_workers=record.active_workers(),
-            wanted_workers=record.wanted_workers(),
-            client_attached=record.client is not None,
+            pending_tasks=st.pending_tasks,
+            pending_batches=st.pending_batches,
+            inflight_batches=st.inflight_batches,
+            inflight_tasks=st.inflight_tasks,
+            buffered_results=st.buffered_results,
+            dead_letters=st.dead_letters,
+            submitted_tasks=st.submitted,
+            completed_tasks=st.completed,
+            failed_tasks=st.failed,
+            bound_workers=st.bound_workers,
+            wanted_workers=st.wanted_workers,
+            client_attached=st.client_attached,
         ),
         bound_worker_ids=sorted(record.workers),
     )

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from alpcrun.queue_manager.records import WorkerPhase
+from alpcrun.queue_manager.records import SessionRecord, WorkerPhase
 
 if TYPE_CHECKING:
     from alpcrun.queue_manager.core import QueueCore
@@ -52,30 +52,32 @@ class CoreStatistics:
     failed: int
 
 
+def session_statistics(s: SessionRecord) -> SessionStatistics:
+    """Snapshot one session's counters."""
+    return SessionStatistics(
+        session_id=s.id,
+        app_id=s.config.app_id,
+        priority=s.config.priority,
+        state=s.state,
+        tags=s.config.tags,
+        pending_tasks=s.queue.tasks,
+        pending_batches=len(s.queue),
+        inflight_batches=s.inflight_batches,
+        inflight_tasks=s.inflight_tasks,
+        buffered_results=len(s.results),
+        dead_letters=s.dead_letter_tasks,
+        submitted=s.submitted,
+        completed=s.completed,
+        failed=s.failed,
+        bound_workers=s.active_workers(),
+        wanted_workers=s.wanted_workers(),
+        client_attached=s.client is not None,
+    )
+
+
 def collect(core: QueueCore) -> CoreStatistics:
     """Snapshot the core's counters."""
-    sessions = tuple(
-        SessionStatistics(
-            session_id=s.id,
-            app_id=s.config.app_id,
-            priority=s.config.priority,
-            state=s.state,
-            tags=s.config.tags,
-            pending_tasks=s.queue.tasks,
-            pending_batches=len(s.queue),
-            inflight_batches=s.inflight_batches,
-            inflight_tasks=s.inflight_tasks,
-            buffered_results=len(s.results),
-            dead_letters=s.dead_letter_tasks,
-            submitted=s.submitted,
-            completed=s.completed,
-            failed=s.failed,
-            bound_workers=s.active_workers(),
-            wanted_workers=s.wanted_workers(),
-            client_attached=s.client is not None,
-        )
-        for s in core.sessions.values()
-    )
+    sessions = tuple(session_statistics(s) for s in core.sessions.values())
     workers = list(core.workers.values())
     return CoreStatistics(
         sessions=sessions,

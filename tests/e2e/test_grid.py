@@ -168,3 +168,34 @@ def test_ctrl_c_on_local_grid_leaves_no_process_behind(grid: Grid):
     while any(_alive(c) for c in children) and time.monotonic() < deadline:
         time.sleep(0.1)
     assert not [c for c in children if _alive(c)]
+
+
+def test_status_command_lists_sessions_and_workers(running_grid: Grid):
+    """`alpcrun status --json` shows a created session and both registered workers."""
+    import json
+
+    with grpc.insecure_channel(running_grid.address) as channel:
+        session = proto.QueueStub(channel).CreateSession(
+            proto.CreateSessionRequest(attributes=proto.SessionAttributes(app_id="seen")),
+            metadata=(("api_key", running_grid.api_key),),
+        )
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "alpcrun.cli.main",
+            "status",
+            "--json",
+            "--queue-manager",
+            running_grid.address,
+            "--api-key",
+            running_grid.api_key,
+        ],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        check=True,
+    ).stdout
+    report = json.loads(out)
+    assert [s["session"]["id"] for s in report["sessions"]["sessions"]] == [session.id]
+    assert len(report["workers"]["workers"]) == 2

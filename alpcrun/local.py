@@ -1,15 +1,14 @@
 """LocalGrid: a complete grid on loopback — an in-process queue manager plus worker processes.
 
-Used by ``alpcrun local``, ``alpcrun demo`` and tests. Worker processes are started with a
-parent-death signal (Linux) so they never outlive the process that started them, and are
-stopped with SIGTERM (then SIGKILL after a timeout) when the grid exits.
+Used by ``alpcrun local``, ``alpcrun demo`` and tests. Worker processes arm a parent-death
+signal (Linux, see ``alpcrun._process``) so they never outlive the process that started them,
+and are stopped with SIGTERM (then SIGKILL after a timeout) when the grid exits.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import ctypes
 import logging
 import os
 import secrets
@@ -20,18 +19,13 @@ from types import TracebackType
 
 from pydantic import SecretStr
 
+from alpcrun._process import PARENT_PID_ENV
 from alpcrun.config import QueueManagerSettings
 from alpcrun.errors import AlpcrunError
 from alpcrun.queue_manager import QueueManager
 
 log = logging.getLogger("alpcrun.local")
 DEMO_WORKER = "alpcrun.demo.worker:MonteCarloWorker"
-
-
-def _die_with_parent() -> None:  # pragma: no cover - runs in the child before exec
-    if sys.platform.startswith("linux"):
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
 
 class LocalGrid:
@@ -68,6 +62,7 @@ class LocalGrid:
         env = dict(os.environ)
         env["ALPCRUNCH_API_KEY"] = self.api_key
         env.setdefault("PYTHONPATH", os.getcwd())
+        env[PARENT_PID_ENV] = str(os.getpid())
         cmd = [
             sys.executable,
             "-m",
@@ -80,7 +75,7 @@ class LocalGrid:
             "--log-level",
             self.worker_log_level,
         ]
-        return subprocess.Popen(cmd, env=env, preexec_fn=_die_with_parent)
+        return subprocess.Popen(cmd, env=env)
 
     async def start(self, *, ready_timeout: float = 60.0) -> None:
         """Start the queue manager and the workers; wait until every worker registered."""

@@ -17,6 +17,7 @@ import signal
 import sys
 
 from alpcrun._logging import setup_logging
+from alpcrun._process import exit_with_parent_from_env
 from alpcrun.config import WorkerSettings, load_settings
 from alpcrun.errors import AlpcrunError, ConfigError
 from workers_sdk.runner import WorkerRunner
@@ -145,6 +146,7 @@ def main(argv: list[str] | None = None) -> int:
         usage or configuration error (bad flag, config file, or MODULE:CLASS).
     """
     args = _parser().parse_args(argv)
+    exit_with_parent_from_env()
     try:
         settings = load_settings(
             WorkerSettings,

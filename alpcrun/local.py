@@ -1,6 +1,6 @@
 """LocalGrid: a complete grid on loopback — an in-process queue manager plus worker processes.
 
-Used by ``alpcrun local``, ``alpcrun demo`` and tests. Worker processes arm a parent-death
+Used by ``alpcrun local`` and ``alpcrun demo``. Worker processes arm a parent-death
 signal (Linux, see ``alpcrun._process``) so they never outlive the process that started them,
 and are stopped with SIGTERM (then SIGKILL after a timeout) when the grid exits.
 """

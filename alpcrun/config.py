@@ -167,6 +167,10 @@ class QueueManagerSettings(_Base):
     """Default queue type of new sessions."""
     session_retention: Seconds = Field(default=300.0, ge=0)
     """How long closed or expired sessions stay visible before they are forgotten."""
+    session_expiry: Seconds = Field(default=3600.0, ge=0)
+    """Close a session with no client attached, no work and no activity for this long (0: never)."""
+    min_bind_time: Seconds = Field(default=1.0, ge=0)
+    """A worker bound more recently than this is not reclaimed or preempted (anti-thrashing)."""
     shutdown_grace: Seconds = Field(default=10.0, ge=0)
     """On SIGTERM: how long in-flight work may take to finish."""
 

@@ -18,6 +18,8 @@ from alpcrun.proto import (
 )
 from alpcrun.queue_manager.convert import session_info, worker_info
 from alpcrun.queue_manager.core import QueueCore
+from alpcrun.queue_manager.explain import Explainer
+from alpcrun.queue_manager.scheduler import UnbindReason
 
 Context = grpc.aio.ServicerContext[Any, Any]
 
@@ -32,9 +34,19 @@ class AdminService(AdminServicer):
     async def ListSessions(
         self, request: ListSessionsRequest, context: Context
     ) -> ListSessionsResponse:
-        """Every session (closed ones only when asked)."""
-        records = [s for s in self.core.sessions.values() if request.include_closed or not s.closed]
-        return ListSessionsResponse(sessions=[session_info(s) for s in records])
+        """Sessions (closed ones only when asked), filtered by tags and app id, explained."""
+        tags = set(request.tags)
+        records = [
+            s
+            for s in self.core.sessions.values()
+            if (request.include_closed or not s.closed)
+            and (not request.app_id or s.config.app_id == request.app_id)
+            and tags.issubset(s.config.tags)
+        ]
+        explainer = Explainer(self.core.sessions.values(), self.core.workers.values())
+        return ListSessionsResponse(
+            sessions=[session_info(s, explainer.explain(s)) for s in records]
+        )
 
     async def ListWorkers(
         self, request: ListWorkersRequest, context: Context
@@ -60,4 +72,7 @@ class AdminService(AdminServicer):
             failed_tasks=st.failed,
             version=__version__,
             uptime_seconds=self.core.clock.monotonic() - self.started,
+            preemptions=dict(st.unbinds_by_reason).get(UnbindReason.PREEMPTED.value, 0),
+            binds=st.binds,
+            unbinds=st.unbinds,
         )

@@ -26,6 +26,7 @@ from alpcrun.queue_manager.admin import AdminService
 from alpcrun.queue_manager.auth import ApiKeyInterceptor
 from alpcrun.queue_manager.core import CoreLimits, QueueCore
 from alpcrun.queue_manager.metrics import make_registry
+from alpcrun.queue_manager.scheduler import Scheduler
 from alpcrun.queue_manager.servicer import QueueService
 
 log = logging.getLogger("alpcrun.queue_manager")
@@ -40,6 +41,7 @@ def _limits(settings: QueueManagerSettings) -> CoreLimits:
         worker_timeout_s=settings.worker_timeout,
         heartbeat_interval_s=settings.heartbeat_interval,
         session_retention_s=settings.session_retention,
+        session_expiry_s=settings.session_expiry,
         default_fifo=settings.queue_type == "fifo",
     )
 
@@ -56,7 +58,10 @@ class QueueManager:
         self.settings = settings
         self.clock = clock or MonotonicClock()
         self.core = QueueCore(
-            limits=_limits(settings), clock=self.clock, on_schedule_needed=self._schedule_soon
+            limits=_limits(settings),
+            clock=self.clock,
+            scheduler=Scheduler(min_bind_seconds=settings.min_bind_time),
+            on_schedule_needed=self._schedule_soon,
         )
         self.port = 0
         self.metrics_port: int | None = None

@@ -46,6 +46,11 @@ class SessionConfig:
     """Longest attempt; 0 means none."""
     worker_selector: dict[str, str] = field(default_factory=dict)
     """Labels a worker must carry to serve this session."""
+    selector_key: frozenset[tuple[str, str]] = field(init=False, repr=False, compare=False)
+    """``worker_selector`` as a hashable set of items (computed)."""
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "selector_key", frozenset(self.worker_selector.items()))
 
     def to_proto(self) -> SessionAttributes:
         """The attributes as a fully populated proto."""

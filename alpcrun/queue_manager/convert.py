@@ -5,6 +5,7 @@ from __future__ import annotations
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from alpcrun.proto import Session, SessionInfo, SessionStats, WorkerInfo, WorkerState
+from alpcrun.queue_manager.explain import Waiting
 from alpcrun.queue_manager.records import SessionRecord, WorkerPhase, WorkerRecord
 from alpcrun.queue_manager.stats import session_statistics
 
@@ -25,8 +26,8 @@ def session_to_proto(record: SessionRecord) -> Session:
     )
 
 
-def session_info(record: SessionRecord) -> SessionInfo:
-    """A session with its live counters, for the admin API."""
+def session_info(record: SessionRecord, waiting: Waiting | None = None) -> SessionInfo:
+    """A session with its live counters (and why it waits for workers), for the admin API."""
     st = session_statistics(record)
     return SessionInfo(
         session=session_to_proto(record),
@@ -43,6 +44,10 @@ def session_info(record: SessionRecord) -> SessionInfo:
             bound_workers=st.bound_workers,
             wanted_workers=st.wanted_workers,
             client_attached=st.client_attached,
+            waiting_code=waiting.code if waiting else "",
+            waiting_reason=waiting.message if waiting else "",
+            preemptions=st.preemptions,
+            unbinding_workers=st.unbinding_workers,
         ),
         bound_worker_ids=sorted(record.workers),
     )

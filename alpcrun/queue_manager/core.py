@@ -8,7 +8,7 @@ the scheduler tick; tests drive it with a fake clock and recording outlets.
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from ulid import ULID
@@ -27,7 +27,7 @@ from alpcrun.queue_manager.attributes import SessionConfig, apply, resolve_new
 from alpcrun.queue_manager.outlets import ClientOutlet, WorkerControl, WorkerData
 from alpcrun.queue_manager.queues import QueuedBatch, TaskQueue
 from alpcrun.queue_manager.records import SessionRecord, WorkerPhase, WorkerRecord
-from alpcrun.queue_manager.scheduler import Bind, Scheduler, Unbind
+from alpcrun.queue_manager.scheduler import Action, Bind, Scheduler, Unbind, UnbindReason
 from alpcrun.queue_manager.stats import CoreStatistics, collect
 
 _INSTR = WorkerInstruction
@@ -49,6 +49,8 @@ class CoreLimits:
     """Heartbeat interval asked of workers."""
     session_retention_s: float = 300.0
     """How long closed sessions stay visible."""
+    session_expiry_s: float = 3600.0
+    """A session without client, work or activity for this long is closed; 0 means never."""
     default_fifo: bool = False
     """Queue type of sessions that do not choose one."""
 
@@ -71,9 +73,12 @@ class QueueCore:
         self.sessions: dict[str, SessionRecord] = {}
         self.workers: dict[str, WorkerRecord] = {}
         self._dispatch_ids = itertools.count(1)
+        self._session_seq = itertools.count(1)
         self.dispatched_batches = 0
         self.binds = 0
         self.unbinds = 0
+        self.unbinds_by_reason: dict[str, int] = {}
+        self.sessions_expired = 0
         self.workers_lost = 0
         self.total_submitted = 0
         self.total_completed = 0
@@ -90,6 +95,7 @@ class QueueCore:
             created_at=self.clock.time(),
             last_activity=self.clock.monotonic(),
             queue=TaskQueue(fifo=config.fifo),
+            seq=next(self._session_seq),
         )
         self.sessions[sid] = record
         return record
@@ -121,18 +127,19 @@ class QueueCore:
         self._on_schedule_needed()
         return record
 
-    def close_session(self, session_id: str) -> tuple[SessionRecord, int]:
+    def close_session(self, session_id: str, reason: str = "closed") -> tuple[SessionRecord, int]:
         """Close a session: discard queued tasks, unbind workers, end its client stream."""
         record = self.session(session_id)
         if record.closed:
             return record, 0
         record.state = SessionState.SESSION_STATE_CLOSED
+        record.close_reason = reason
         record.closed_at = self.clock.monotonic()
         discarded = sum(item.ntasks for item in record.queue.drain())
         record.discarded += discarded + record.inflight_tasks
         for w in list(record.workers.values()):
             if w.phase is WorkerPhase.BOUND:
-                self._unbind(w, record)
+                self._unbind(w, record, UnbindReason.CLOSED)
         if record.client is not None:
             record.client.close()
         self._on_schedule_needed()
@@ -157,7 +164,7 @@ class QueueCore:
         record.client = None
         self._touch(record)
         if record.config.cleanup_on_client_exit and not record.closed:
-            self.close_session(session_id)
+            self.close_session(session_id, "client_exit")
 
     def submit(self, record: SessionRecord, batch: Batch) -> None:
         """Queue a client batch (validated; the tasks are not unpacked)."""
@@ -318,7 +325,12 @@ class QueueCore:
     def schedule(self) -> None:
         """Run the binding policy once and carry out its decisions."""
         now = self.clock.monotonic()
-        for action in self.scheduler.plan(self.sessions.values(), self.workers.values(), now):
+        self.apply_plan(self.scheduler.plan(self.sessions.values(), self.workers.values(), now))
+
+    def apply_plan(self, actions: Iterable[Action]) -> None:
+        """Carry out binds and unbinds (stale ones, for gone workers or sessions, are skipped)."""
+        now = self.clock.monotonic()
+        for action in actions:
             worker = self.workers.get(action.worker_id)
             record = self.sessions.get(action.session_id)
             if worker is None or record is None:
@@ -326,7 +338,7 @@ class QueueCore:
             if isinstance(action, Bind):
                 self._bind(worker, record, now)
             elif isinstance(action, Unbind):
-                self._unbind(worker, record)
+                self._unbind(worker, record, action.reason)
 
     def tick(self) -> None:
         """Periodic duties: lost workers, idle sessions, retention, then scheduling."""
@@ -334,11 +346,19 @@ class QueueCore:
         timeout = self.limits.worker_timeout_s
         for wid in [w.id for w in self.workers.values() if now - w.last_seen > timeout]:
             self.worker_lost(wid)
+        expiry = self.limits.session_expiry_s
         for sid, record in list(self.sessions.items()):
             if record.closed:
                 if now - record.closed_at >= self.limits.session_retention_s:
                     del self.sessions[sid]
-            elif not record.has_work and now - record.last_activity >= record.config.idle_timeout_s:
+                continue
+            if record.has_work:
+                continue
+            idle_for = now - record.last_activity
+            if expiry and record.client is None and idle_for >= expiry:
+                self.sessions_expired += 1
+                self.close_session(sid, "expired")
+            elif idle_for >= record.config.idle_timeout_s:
                 record.state = SessionState.SESSION_STATE_IDLE
         self.schedule()
 
@@ -365,11 +385,14 @@ class QueueCore:
             _INSTR(type=_INSTR.TYPE_BIND, session_id=record.id, max_inflight_batches=worker.window)
         )
 
-    def _unbind(self, worker: WorkerRecord, record: SessionRecord) -> None:
+    def _unbind(self, worker: WorkerRecord, record: SessionRecord, reason: UnbindReason) -> None:
         if worker.phase is not WorkerPhase.BOUND or worker.session_id != record.id:
             return
         worker.phase = WorkerPhase.UNBINDING
         self.unbinds += 1
+        self.unbinds_by_reason[reason.value] = self.unbinds_by_reason.get(reason.value, 0) + 1
+        if reason is UnbindReason.PREEMPTED:
+            record.preempted += 1
         worker.control.send(_INSTR(type=_INSTR.TYPE_UNBIND, session_id=record.id))
         if not worker.inflight:
             if worker.data is not None:

@@ -15,7 +15,12 @@
 | alpcrun_tasks_completed_total | counter | | tasks that succeeded |
 | alpcrun_tasks_failed_total | counter | | tasks dead-lettered |
 | alpcrun_batches_dispatched_total | counter | | batches sent to workers |
-| alpcrun_binds_total / alpcrun_unbinds_total | counter | | scheduler decisions |
+| alpcrun_session_inflight_batches | gauge | session_id, app_id | batches dispatched, unanswered |
+| alpcrun_session_preemptions | gauge | session_id, app_id | workers taken from the session |
+| alpcrun_binds_total | counter | | workers bound to sessions |
+| alpcrun_unbinds_total | counter | reason | unbinds by reason (see ``UnbindReason``) |
+| alpcrun_preemptions_total | counter | | workers preempted for higher-priority sessions |
+| alpcrun_sessions_expired_total | counter | | sessions closed by ``session_expiry`` |
 | alpcrun_workers_lost_total | counter | | workers declared lost |
 """
 
@@ -29,6 +34,7 @@ from prometheus_client.registry import Collector
 
 from alpcrun.proto import SessionState
 from alpcrun.queue_manager.core import QueueCore
+from alpcrun.queue_manager.scheduler import UnbindReason
 
 _STATE_NAMES: dict[int, str] = {
     SessionState.SESSION_STATE_ACTIVE: "active",
@@ -56,6 +62,16 @@ class CoreCollector(Collector):
         bound = GaugeMetricFamily(
             "alpcrun_session_bound_workers", "Workers bound to a session.", labels=labels
         )
+        inflight = GaugeMetricFamily(
+            "alpcrun_session_inflight_batches",
+            "Batches of a session dispatched and unanswered.",
+            labels=labels,
+        )
+        preempted = GaugeMetricFamily(
+            "alpcrun_session_preemptions",
+            "Workers taken from a session for higher-priority sessions.",
+            labels=labels,
+        )
         states = GaugeMetricFamily("alpcrun_sessions", "Sessions by state.", labels=["state"])
         by_state = dict.fromkeys(_STATE_NAMES.values(), 0)
         for s in st.sessions:
@@ -66,6 +82,8 @@ class CoreCollector(Collector):
             depth.add_metric(key, s.pending_tasks)
             wanted.add_metric(key, s.wanted_workers)
             bound.add_metric(key, s.bound_workers)
+            inflight.add_metric(key, s.inflight_batches)
+            preempted.add_metric(key, s.preemptions)
         for name, count in by_state.items():
             states.add_metric([name], count)
         yield GaugeMetricFamily(
@@ -81,6 +99,8 @@ class CoreCollector(Collector):
         yield depth
         yield wanted
         yield bound
+        yield inflight
+        yield preempted
         yield states
         yield GaugeMetricFamily(
             "alpcrun_tasks_inflight",
@@ -103,10 +123,22 @@ class CoreCollector(Collector):
             ("alpcrun_tasks_failed", "Tasks dead-lettered.", st.failed),
             ("alpcrun_batches_dispatched", "Batches sent to workers.", st.dispatched_batches),
             ("alpcrun_binds", "Workers bound to sessions.", st.binds),
-            ("alpcrun_unbinds", "Workers unbound from sessions.", st.unbinds),
+            ("alpcrun_sessions_expired", "Sessions closed by expiry.", st.sessions_expired),
             ("alpcrun_workers_lost", "Workers declared lost.", st.workers_lost),
         ):
             yield CounterMetricFamily(name, doc, value=value)
+        reasons = dict(st.unbinds_by_reason)
+        unbinds = CounterMetricFamily(
+            "alpcrun_unbinds", "Workers unbound from sessions, by reason.", labels=["reason"]
+        )
+        for reason in UnbindReason:
+            unbinds.add_metric([reason.value], reasons.get(reason.value, 0))
+        yield unbinds
+        yield CounterMetricFamily(
+            "alpcrun_preemptions",
+            "Workers preempted for higher-priority sessions.",
+            value=reasons.get(UnbindReason.PREEMPTED.value, 0),
+        )
 
 
 def make_registry(core: QueueCore) -> CollectorRegistry:

@@ -59,6 +59,11 @@ class WorkerRecord:
     """Monotonic time of its last bind."""
     completed_batches: int = 0
     """Result batches received from it."""
+    label_key: frozenset[tuple[str, str]] = field(init=False, repr=False)
+    """``labels`` as a hashable set of items (computed)."""
+
+    def __post_init__(self) -> None:
+        self.label_key = frozenset(self.labels.items())
 
     def matches(self, selector: dict[str, str]) -> bool:
         """Whether the worker carries every label of ``selector``."""
@@ -79,6 +84,8 @@ class SessionRecord:
     """Monotonic time of the last client activity or result."""
     queue: TaskQueue
     """Pending batches."""
+    seq: int = 0
+    """Creation order (ties between equal sessions go to the older one)."""
     state: int = SessionState.SESSION_STATE_ACTIVE
     """SessionState value."""
     closed_at: float = 0.0
@@ -105,6 +112,10 @@ class SessionRecord:
     """Tasks in the dead-letter queue."""
     discarded: int = 0
     """Tasks discarded by close or results that arrived after close."""
+    preempted: int = 0
+    """Workers taken from this session for higher-priority sessions."""
+    close_reason: str = ""
+    """Why it was closed: ``closed``, ``client_exit`` or ``expired``."""
 
     @property
     def closed(self) -> bool:

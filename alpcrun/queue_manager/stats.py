@@ -31,7 +31,9 @@ class SessionStatistics:
     failed: int
     bound_workers: int
     wanted_workers: int
+    unbinding_workers: int
     client_attached: bool
+    preemptions: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,6 +48,8 @@ class CoreStatistics:
     dispatched_batches: int
     binds: int
     unbinds: int
+    unbinds_by_reason: tuple[tuple[str, int], ...]
+    sessions_expired: int
     workers_lost: int
     submitted: int
     completed: int
@@ -71,7 +75,9 @@ def session_statistics(s: SessionRecord) -> SessionStatistics:
         failed=s.failed,
         bound_workers=s.active_workers(),
         wanted_workers=s.wanted_workers(),
+        unbinding_workers=len(s.workers) - s.active_workers(),
         client_attached=s.client is not None,
+        preemptions=s.preempted,
     )
 
 
@@ -88,6 +94,8 @@ def collect(core: QueueCore) -> CoreStatistics:
         dispatched_batches=core.dispatched_batches,
         binds=core.binds,
         unbinds=core.unbinds,
+        unbinds_by_reason=tuple(sorted(core.unbinds_by_reason.items())),
+        sessions_expired=core.sessions_expired,
         workers_lost=core.workers_lost,
         submitted=core.total_submitted,
         completed=core.total_completed,

@@ -37,6 +37,10 @@ class SessionStats(_message.Message):
     BOUND_WORKERS_FIELD_NUMBER: _builtins.int
     WANTED_WORKERS_FIELD_NUMBER: _builtins.int
     CLIENT_ATTACHED_FIELD_NUMBER: _builtins.int
+    WAITING_CODE_FIELD_NUMBER: _builtins.int
+    WAITING_REASON_FIELD_NUMBER: _builtins.int
+    PREEMPTIONS_FIELD_NUMBER: _builtins.int
+    UNBINDING_WORKERS_FIELD_NUMBER: _builtins.int
     pending_tasks: _builtins.int
     pending_batches: _builtins.int
     inflight_batches: _builtins.int
@@ -49,6 +53,16 @@ class SessionStats(_message.Message):
     bound_workers: _builtins.int
     wanted_workers: _builtins.int
     client_attached: _builtins.bool
+    waiting_code: _builtins.str
+    """Why the session has fewer workers than it wants (empty when it does not wait):
+    a stable code (max_workers, no_workers, no_matching_worker, scheduling, workers_draining,
+    workers_moving, lower_priority, fair_share, not_preemptible, all_bound) and a sentence.
+    """
+    waiting_reason: _builtins.str
+    preemptions: _builtins.int
+    """Workers taken from this session for higher-priority sessions."""
+    unbinding_workers: _builtins.int
+    """Workers finishing their batches before leaving the session."""
     def __init__(
         self,
         *,
@@ -64,10 +78,14 @@ class SessionStats(_message.Message):
         bound_workers: _builtins.int = ...,
         wanted_workers: _builtins.int = ...,
         client_attached: _builtins.bool = ...,
+        waiting_code: _builtins.str = ...,
+        waiting_reason: _builtins.str = ...,
+        preemptions: _builtins.int = ...,
+        unbinding_workers: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["bound_workers", b"bound_workers", "buffered_results", b"buffered_results", "client_attached", b"client_attached", "completed_tasks", b"completed_tasks", "dead_letters", b"dead_letters", "failed_tasks", b"failed_tasks", "inflight_batches", b"inflight_batches", "inflight_tasks", b"inflight_tasks", "pending_batches", b"pending_batches", "pending_tasks", b"pending_tasks", "submitted_tasks", b"submitted_tasks", "wanted_workers", b"wanted_workers"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["bound_workers", b"bound_workers", "buffered_results", b"buffered_results", "client_attached", b"client_attached", "completed_tasks", b"completed_tasks", "dead_letters", b"dead_letters", "failed_tasks", b"failed_tasks", "inflight_batches", b"inflight_batches", "inflight_tasks", b"inflight_tasks", "pending_batches", b"pending_batches", "pending_tasks", b"pending_tasks", "preemptions", b"preemptions", "submitted_tasks", b"submitted_tasks", "unbinding_workers", b"unbinding_workers", "waiting_code", b"waiting_code", "waiting_reason", b"waiting_reason", "wanted_workers", b"wanted_workers"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -106,16 +124,26 @@ class ListSessionsRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     INCLUDE_CLOSED_FIELD_NUMBER: _builtins.int
+    TAGS_FIELD_NUMBER: _builtins.int
+    APP_ID_FIELD_NUMBER: _builtins.int
     include_closed: _builtins.bool
     """Include closed sessions still retained."""
+    app_id: _builtins.str
+    """Only sessions of this application."""
+    @_builtins.property
+    def tags(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Only sessions carrying every one of these tags."""
+
     def __init__(
         self,
         *,
         include_closed: _builtins.bool = ...,
+        tags: _abc.Iterable[_builtins.str] | None = ...,
+        app_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["include_closed", b"include_closed"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["app_id", b"app_id", "include_closed", b"include_closed", "tags", b"tags"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -274,6 +302,9 @@ class Stats(_message.Message):
     FAILED_TASKS_FIELD_NUMBER: _builtins.int
     VERSION_FIELD_NUMBER: _builtins.int
     UPTIME_SECONDS_FIELD_NUMBER: _builtins.int
+    PREEMPTIONS_FIELD_NUMBER: _builtins.int
+    BINDS_FIELD_NUMBER: _builtins.int
+    UNBINDS_FIELD_NUMBER: _builtins.int
     sessions: _builtins.int
     workers: _builtins.int
     idle_workers: _builtins.int
@@ -284,6 +315,9 @@ class Stats(_message.Message):
     failed_tasks: _builtins.int
     version: _builtins.str
     uptime_seconds: _builtins.float
+    preemptions: _builtins.int
+    binds: _builtins.int
+    unbinds: _builtins.int
     def __init__(
         self,
         *,
@@ -297,10 +331,13 @@ class Stats(_message.Message):
         failed_tasks: _builtins.int = ...,
         version: _builtins.str = ...,
         uptime_seconds: _builtins.float = ...,
+        preemptions: _builtins.int = ...,
+        binds: _builtins.int = ...,
+        unbinds: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["bound_workers", b"bound_workers", "completed_tasks", b"completed_tasks", "failed_tasks", b"failed_tasks", "idle_workers", b"idle_workers", "pending_tasks", b"pending_tasks", "sessions", b"sessions", "submitted_tasks", b"submitted_tasks", "uptime_seconds", b"uptime_seconds", "version", b"version", "workers", b"workers"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["binds", b"binds", "bound_workers", b"bound_workers", "completed_tasks", b"completed_tasks", "failed_tasks", b"failed_tasks", "idle_workers", b"idle_workers", "pending_tasks", b"pending_tasks", "preemptions", b"preemptions", "sessions", b"sessions", "submitted_tasks", b"submitted_tasks", "unbinds", b"unbinds", "uptime_seconds", b"uptime_seconds", "version", b"version", "workers", b"workers"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -49,6 +49,8 @@ class TaskQueue:
         self._heap: list[tuple[int, int, QueuedBatch]] = []
         self._back = itertools.count()
         self._front = itertools.count(-1, -1)
+        self.batches = 0
+        """Queued batches (``len(queue)``)."""
         self.tasks = 0
         """Queued tasks."""
         self.bytes = 0
@@ -60,10 +62,11 @@ class TaskQueue:
         return self._fifo
 
     def __len__(self) -> int:
-        return len(self._deque) if self._fifo else len(self._heap)
+        return self.batches
 
     def push(self, item: QueuedBatch) -> None:
         """Append a batch (by priority, then arrival)."""
+        self.batches += 1
         self.tasks += item.ntasks
         self.bytes += item.nbytes
         if self._fifo:
@@ -73,6 +76,7 @@ class TaskQueue:
 
     def push_front(self, item: QueuedBatch) -> None:
         """Put a batch back at the head of its priority level."""
+        self.batches += 1
         self.tasks += item.ntasks
         self.bytes += item.nbytes
         if self._fifo:
@@ -90,6 +94,7 @@ class TaskQueue:
             if not self._heap:
                 return None
             item = heapq.heappop(self._heap)[2]
+        self.batches -= 1
         self.tasks -= item.ntasks
         self.bytes -= item.nbytes
         return item

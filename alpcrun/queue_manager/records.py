@@ -11,6 +11,9 @@ from alpcrun.queue_manager.attributes import SessionConfig
 from alpcrun.queue_manager.outlets import ClientOutlet, WorkerControl, WorkerData
 from alpcrun.queue_manager.queues import QueuedBatch, TaskQueue
 
+CLOSED_STATE = int(SessionState.SESSION_STATE_CLOSED)
+"""``SessionRecord.state`` of a closed session, as a plain int (hot-path comparisons)."""
+
 
 class WorkerPhase(enum.Enum):
     """Where a registered worker stands."""
@@ -120,7 +123,7 @@ class SessionRecord:
     @property
     def closed(self) -> bool:
         """Whether the session is closed."""
-        return self.state == SessionState.SESSION_STATE_CLOSED
+        return self.state == CLOSED_STATE
 
     @property
     def has_work(self) -> bool:

@@ -48,9 +48,8 @@ import heapq
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from alpcrun.queue_manager.records import SessionRecord, WorkerPhase, WorkerRecord
-
-LabelKey = frozenset[tuple[str, str]]
+from alpcrun.queue_manager.pools import LEVELS, Demand, LabelKey, Pools, Survey
+from alpcrun.queue_manager.records import CLOSED_STATE, SessionRecord, WorkerPhase, WorkerRecord
 
 
 class UnbindReason(enum.Enum):
@@ -84,93 +83,6 @@ class Unbind:
 Action = Bind | Unbind
 
 
-@dataclass(slots=True)
-class _Demand:
-    session: SessionRecord
-    base: int
-    """Workers it keeps from earlier plans."""
-    active: int
-    """``base`` plus the workers this plan gives it."""
-    wanted: int
-    guarantee: int
-
-
-class _Pools:
-    """Idle workers grouped by label set, and the waiting sessions' unmet need per selector."""
-
-    def __init__(self, workers: list[WorkerRecord]) -> None:
-        self.idle: dict[LabelKey, list[WorkerRecord]] = {}
-        self.transit: dict[LabelKey, int] = {}
-        for w in workers:
-            if w.draining:
-                continue
-            if w.phase is WorkerPhase.IDLE:
-                self.idle.setdefault(w.label_key, []).append(w)
-            elif w.phase is WorkerPhase.UNBINDING:
-                self.transit[w.label_key] = self.transit.get(w.label_key, 0) + 1
-        for pool in self.idle.values():
-            pool.reverse()  # pop() hands out the longest-registered worker first
-        self.order = list(self.idle)
-        self.count = sum(len(v) for v in self.idle.values())
-
-    def rank(self, demand: list[_Demand]) -> None:
-        """Record what the waiting sessions need, to choose between label sets in ``take``."""
-        self.deficit: dict[tuple[LabelKey, int], int] = {}
-        if len(self.order) < 2:
-            return
-        for d in demand:
-            if d.active < d.wanted:
-                key = (d.session.config.selector_key, d.session.config.priority)
-                self.deficit[key] = self.deficit.get(key, 0) + d.wanted - d.active
-        total = {k: self._pressure(k, -1) for k in self.order}
-        self.order.sort(key=lambda k: (total[k], len(k)))
-
-    def _pressure(self, key: LabelKey, above: int) -> int:
-        """Unmet need, at priorities above ``above``, that workers with ``key`` could fill."""
-        return sum(n for (sel, prio), n in self.deficit.items() if prio > above and sel <= key)
-
-    def take(self, d: _Demand) -> WorkerRecord | None:
-        """Pop an idle worker for ``d``.
-
-        Of the label sets that match its selector: the one higher-priority sessions need
-        least, then the one the fewest waiting sessions need (the order of ``rank``).
-        """
-        selector, prio = d.session.config.selector_key, d.session.config.priority
-        best: LabelKey | None = None
-        best_pressure = 0
-        for key in self.order:
-            if not self.idle[key] or not selector <= key:
-                continue
-            if not self.deficit:
-                best = key
-                break
-            pressure = self._pressure(key, prio)
-            if best is None or pressure < best_pressure:
-                best, best_pressure = key, pressure
-                if pressure == 0:
-                    break
-        if best is None:
-            return None
-        self.count -= 1
-        if self.deficit:
-            dkey = (selector, prio)
-            if self.deficit.get(dkey, 0) > 0:
-                self.deficit[dkey] -= 1
-        return self.idle[best].pop()
-
-    def take_transit(self, selector: LabelKey, need: int) -> int:
-        """Claim up to ``need`` unbinding workers that match; return how many were claimed."""
-        got = 0
-        for key, n in self.transit.items():
-            if got == need:
-                break
-            if n and selector <= key:
-                k = min(n, need - got)
-                self.transit[key] = n - k
-                got += k
-        return got
-
-
 class Scheduler:
     """The binding policy. ``plan`` is a pure function of the records and ``now``."""
 
@@ -180,54 +92,60 @@ class Scheduler:
     def plan(
         self, sessions: Iterable[SessionRecord], workers: Iterable[WorkerRecord], now: float
     ) -> list[Action]:
-        """Return the binds and unbinds that bring the grid closer to the policy."""
+        """Return the binds and unbinds that bring the grid closer to the policy.
+
+        ``sessions`` must come in creation order (the core's dict order): ties go to the
+        older session.
+        """
         actions: list[Action] = []
-        demand: list[_Demand] = []
-        parked: list[tuple[WorkerRecord, SessionRecord]] = []
-        donors: list[_Demand] = []
+        sv = self._survey(sessions, now, actions)
+        workers = list(workers)
+        pools = Pools(workers)
+        binds = self._allocate(sv, pools)
+        if sv.parked or sv.donors or pools.transit:
+            before = len(actions)
+            self._reclaim(sv, pools, now, actions)
+            if any(a.reason is UnbindReason.PREEMPTED for a in actions[before:]):  # type: ignore[union-attr]
+                # Donors now hold fewer workers: hand the idle ones out again with that known,
+                # so a plain worker is not given to a lower priority than a donor's.
+                binds = self._allocate(sv, Pools(workers))
+        actions.extend(binds)
+        return actions
+
+    # ------------------------------------------------------------------ steps
+    def _survey(
+        self, sessions: Iterable[SessionRecord], now: float, actions: list[Action]
+    ) -> Survey:
+        """Releases, then each session's demand by priority level, parked workers, donors."""
+        sv = Survey()
+        levels, parked, donors, deficit = sv.levels, sv.parked, sv.donors, sv.deficit
         for s in sessions:
-            if s.closed:
+            if s.state == CLOSED_STATE:
                 if s.workers:
                     actions.extend(Unbind(w.id, s.id, UnbindReason.CLOSED) for w in _bound(s))
                 continue
             active = self._release(s, now, actions) if s.workers else 0
-            if not (s.queue or s.inflight_batches):
+            pending = s.queue.batches + s.inflight_batches
+            if not pending:
                 if active:
                     parked.extend((w, s) for w in _bound(s) if self._movable(w, now))
                 continue
-            wanted = s.wanted_workers()
-            d = _Demand(s, active, active, wanted, min(s.config.min_workers, wanted))
-            if active < wanted or s.config.preemptible:
-                demand.append(d)
-            if s.config.preemptible and active > d.guarantee:
-                donors.append(d)
-        workers = list(workers)
-        pools = _Pools(workers)
-        binds, unmet = self._allocate(demand, pools)
-        if unmet and (parked or donors or pools.transit):
-            before = len(actions)
-            self._reclaim(unmet, parked, donors, pools, now, actions)
-            if any(a.reason is UnbindReason.PREEMPTED for a in actions[before:]):  # type: ignore[union-attr]
-                # Donors now hold fewer workers: hand the idle ones out again with that known,
-                # so a plain worker is not given to a lower priority than a donor's.
-                binds, _ = self._allocate(demand, _Pools(workers))
-        actions.extend(binds)
-        return actions
+            cfg = s.config
+            wanted = pending if pending > cfg.min_workers else cfg.min_workers
+            if cfg.max_workers and wanted > cfg.max_workers:
+                wanted = cfg.max_workers
+            if active < wanted or cfg.preemptible:
+                prio = cfg.priority
+                guarantee = cfg.min_workers if cfg.min_workers < wanted else wanted
+                d = Demand(s, prio, active, active, wanted, guarantee)
+                levels[prio].append(d)
+                if active < wanted:
+                    key = (cfg.selector_key, prio)
+                    deficit[key] = deficit.get(key, 0) + wanted - active
+                if cfg.preemptible and active > guarantee:
+                    donors.append(d)
+        return sv
 
-    def _allocate(self, demand: list[_Demand], pools: _Pools) -> tuple[list[Action], list[_Demand]]:
-        """Guarantees first, then shares; return the binds and the sessions left short."""
-        binds: list[Action] = []
-        for d in demand:
-            d.active = d.base
-        pools.rank(demand)
-        for d in sorted(
-            (d for d in demand if d.active < d.guarantee),
-            key=lambda d: (-d.session.config.priority, d.session.seq),
-        ):
-            self._fill(d, d.guarantee, pools, binds)
-        return binds, self._share(demand, pools, binds)
-
-    # ------------------------------------------------------------------ steps
     def _release(self, s: SessionRecord, now: float, actions: list[Action]) -> int:
         """Unbind what the session may no longer hold; return the workers it keeps."""
         bound = _bound(s)
@@ -252,95 +170,88 @@ class Scheduler:
             return cfg.max_workers
         return len(bound)
 
-    @staticmethod
-    def _fill(d: _Demand, target: int, pools: _Pools, actions: list[Action]) -> None:
-        while d.active < target and pools.count:
-            w = pools.take(d)
-            if w is None:
-                return
-            actions.append(Bind(w.id, d.session.id))
-            d.active += 1
+    def _allocate(self, sv: Survey, pools: Pools) -> list[Action]:
+        """Guarantees first (higher priority first), then shares level by level."""
+        binds: list[Action] = []
+        levels = sv.levels
+        for level in levels:
+            for d in level:
+                d.active = d.base
+        if not pools.count:
+            return binds
+        pools.rank(sv.deficit)
+        for level in reversed(levels):
+            for d in level:
+                while d.active < d.guarantee and pools.count:
+                    w = pools.take(d)
+                    if w is None:
+                        break
+                    binds.append(Bind(w.id, d.session.id))
+                    d.active += 1
+        for level in reversed(levels):
+            if not pools.count:
+                break
+            self._share(level, pools, binds)
+        return binds
 
     @staticmethod
-    def _share(demand: list[_Demand], pools: _Pools, actions: list[Action]) -> list[_Demand]:
-        """Hand idle workers out by priority, max-min fair within a level; return the unmet."""
-        heap = [
-            (-d.session.config.priority, d.active, d.session.seq, i)
-            for i, d in enumerate(demand)
-            if d.active < d.wanted
-        ]
+    def _share(level: list[Demand], pools: Pools, binds: list[Action]) -> None:
+        """Max-min fair share within one level: fewest bound first, older first on ties."""
+        heap = [(d.active, i, d) for i, d in enumerate(level) if d.active < d.wanted]
         heapq.heapify(heap)
-        unmet: list[_Demand] = []
         while heap and pools.count:
-            neg_prio, _, seq, i = heapq.heappop(heap)
-            d = demand[i]
+            _, i, d = heapq.heappop(heap)
             w = pools.take(d)
             if w is None:
-                unmet.append(d)
-                continue
-            actions.append(Bind(w.id, d.session.id))
+                continue  # nothing idle matches its selector
+            binds.append(Bind(w.id, d.session.id))
             d.active += 1
             if d.active < d.wanted:
-                heapq.heappush(heap, (neg_prio, d.active, seq, i))
-        unmet.extend(demand[entry[3]] for entry in heap)
-        unmet.sort(key=lambda d: (-d.session.config.priority, d.session.seq))
-        return unmet
+                heapq.heappush(heap, (d.active, i, d))
 
-    def _reclaim(
+    def _reclaim(self, sv: Survey, pools: Pools, now: float, actions: list[Action]) -> None:
+        """Short sessions, highest priority first, take in-transit, parked, then preemptible."""
+        levels, parked, donors = sv.levels, sv.parked, sv.donors
+        donors.sort(key=lambda d: (d.priority, -d.session.seq))
+        victims: dict[int, list[WorkerRecord]] = {}
+        transit = sum(pools.transit.values())
+        for prio in range(LEVELS - 1, -1, -1):
+            if not (transit or parked or (donors and donors[0].priority < prio)):
+                return  # nothing left that this or any lower level could take
+            for d in levels[prio]:
+                need = d.wanted - d.active
+                if need <= 0:
+                    continue
+                selector = d.session.config.selector_key
+                if transit:
+                    got = pools.take_transit(selector, need)
+                    transit -= got
+                    need -= got
+                if need and parked:
+                    need, parked = _reclaim_parked(selector, need, parked, actions)
+                if need and donors and donors[0].priority < prio:
+                    donors = self._preempt_for(d, need, donors, victims, now, actions)
+
+    def _preempt_for(
         self,
-        unmet: list[_Demand],
-        parked: list[tuple[WorkerRecord, SessionRecord]],
-        donors: list[_Demand],
-        pools: _Pools,
+        d: Demand,
+        need: int,
+        donors: list[Demand],
+        victims: dict[int, list[WorkerRecord]],
         now: float,
         actions: list[Action],
-    ) -> None:
-        donors.sort(key=lambda d: (d.session.config.priority, -d.session.seq))
-        victims = {id(d): self._victims(d, now) for d in donors}
-        for d in unmet:
-            selector = d.session.config.selector_key
-            need = d.wanted - d.active
-            need -= pools.take_transit(selector, need)
-            if need and parked:
-                keep: list[tuple[WorkerRecord, SessionRecord]] = []
-                for w, owner in parked:
-                    if need and selector <= w.label_key:
-                        actions.append(Unbind(w.id, owner.id, UnbindReason.RECLAIMED))
-                        need -= 1
-                    else:
-                        keep.append((w, owner))
-                parked = keep
-            prio = d.session.config.priority
-            if need and donors and donors[0].session.config.priority < prio:
-                for donor in donors:
-                    if need == 0 or donor.session.config.priority >= prio:
-                        break
-                    need = self._preempt(donor, victims[id(donor)], selector, need, actions)
-                donors = [x for x in donors if x.active > x.guarantee and victims[id(x)]]
+    ) -> list[Demand]:
+        """Preempt for ``d`` from lower-priority donors, lowest first; return donors left."""
+        selector = d.session.config.selector_key
+        for donor in donors:
+            if need == 0 or donor.priority >= d.priority:
+                break
+            if id(donor) not in victims:
+                victims[id(donor)] = self._victims(donor, now)
+            need = _preempt(donor, victims[id(donor)], selector, need, actions)
+        return [x for x in donors if x.active > x.guarantee and victims.get(id(x), True)]
 
-    @staticmethod
-    def _preempt(
-        donor: _Demand,
-        victims: list[WorkerRecord],
-        selector: LabelKey,
-        need: int,
-        actions: list[Action],
-    ) -> int:
-        """Take up to ``need`` matching workers from a donor; return what is still needed."""
-        i = 0
-        while i < len(victims) and need and donor.active > donor.guarantee:
-            w = victims[i]
-            if selector <= w.label_key:
-                del victims[i]
-                actions.append(Unbind(w.id, donor.session.id, UnbindReason.PREEMPTED))
-                donor.active -= 1
-                donor.base -= 1
-                need -= 1
-            else:
-                i += 1
-        return need
-
-    def _victims(self, donor: _Demand, now: float) -> list[WorkerRecord]:
+    def _victims(self, donor: Demand, now: float) -> list[WorkerRecord]:
         """A donor's workers in preemption order: least in-flight work, then newest bind."""
         ws = [w for w in _bound(donor.session) if self._movable(w, now)]
         ws.sort(key=lambda w: (len(w.inflight), -w.bound_at))
@@ -348,6 +259,45 @@ class Scheduler:
 
     def _movable(self, w: WorkerRecord, now: float) -> bool:
         return not w.draining and now - w.bound_at >= self.min_bind_seconds
+
+
+def _reclaim_parked(
+    selector: LabelKey,
+    need: int,
+    parked: list[tuple[WorkerRecord, SessionRecord]],
+    actions: list[Action],
+) -> tuple[int, list[tuple[WorkerRecord, SessionRecord]]]:
+    """Unbind up to ``need`` matching parked workers; return what is still needed and the rest."""
+    keep: list[tuple[WorkerRecord, SessionRecord]] = []
+    for w, owner in parked:
+        if need and selector <= w.label_key:
+            actions.append(Unbind(w.id, owner.id, UnbindReason.RECLAIMED))
+            need -= 1
+        else:
+            keep.append((w, owner))
+    return need, keep
+
+
+def _preempt(
+    donor: Demand,
+    victims: list[WorkerRecord],
+    selector: LabelKey,
+    need: int,
+    actions: list[Action],
+) -> int:
+    """Take up to ``need`` matching workers from a donor; return what is still needed."""
+    i = 0
+    while i < len(victims) and need and donor.active > donor.guarantee:
+        w = victims[i]
+        if selector <= w.label_key:
+            del victims[i]
+            actions.append(Unbind(w.id, donor.session.id, UnbindReason.PREEMPTED))
+            donor.active -= 1
+            donor.base -= 1
+            need -= 1
+        else:
+            i += 1
+    return need
 
 
 def _bound(s: SessionRecord) -> list[WorkerRecord]:

@@ -166,7 +166,13 @@ def status(args: argparse.Namespace) -> int:
             try:
                 return (
                     await stub.GetStats(GetStatsRequest(), metadata=metadata, timeout=10),
-                    await stub.ListSessions(ListSessionsRequest(), metadata=metadata, timeout=10),
+                    await stub.ListSessions(
+                        ListSessionsRequest(
+                            include_closed=args.all, tags=args.tag, app_id=args.app
+                        ),
+                        metadata=metadata,
+                        timeout=10,
+                    ),
                     await stub.ListWorkers(ListWorkersRequest(), metadata=metadata, timeout=10),
                 )
             except grpc.RpcError as exc:
@@ -186,23 +192,35 @@ def status(args: argparse.Namespace) -> int:
             )
         )
         return 0
+    _print_status(settings.queue_manager, stats, sessions, workers)
+    return 0
+
+
+def _print_status(address: str, stats: Any, sessions: Any, workers: Any) -> None:
     print(
-        f"alpcrun {stats.version} at {settings.queue_manager}: up {stats.uptime_seconds:.0f}s, "
+        f"alpcrun {stats.version} at {address}: up {stats.uptime_seconds:.0f}s, "
         f"{stats.workers} workers ({stats.idle_workers} idle), {stats.pending_tasks} tasks queued, "
-        f"{stats.completed_tasks} completed, {stats.failed_tasks} failed"
+        f"{stats.completed_tasks} completed, {stats.failed_tasks} failed, "
+        f"{stats.preemptions} preemptions"
     )
     print(
         f"\n{'SESSION':28} {'APP':14} {'PRIO':>4} {'QUEUED':>8} {'INFLIGHT':>8} {'DONE':>9} "
-        f"{'FAILED':>7} {'WORKERS':>7} {'WANTED':>6}"
+        f"{'FAILED':>7} {'WORKERS':>7} {'WANTED':>6} {'PREEMPTED':>9}"
     )
+    waiting = []
     for info in sessions.sessions:
         s, st = info.session, info.stats
         print(
             f"{s.id:28} {s.attributes.app_id[:14]:14} {s.attributes.priority:>4} "
             f"{st.pending_tasks:>8} "
             f"{st.inflight_tasks:>8} {st.completed_tasks:>9} {st.failed_tasks:>7} "
-            f"{st.bound_workers:>7} {st.wanted_workers:>6}"
+            f"{st.bound_workers:>7} {st.wanted_workers:>6} {st.preemptions:>9}"
         )
+        if st.waiting_code:
+            waiting.append(f"{s.id:28} {st.waiting_code:18} {st.waiting_reason}")
+    if waiting:
+        print(f"\n{'WAITING SESSION':28} {'WHY':18} DETAIL")
+        print("\n".join(waiting))
     print(f"\n{'WORKER':28} {'NODE':16} {'POD':16} {'STATE':8} {'SESSION':28} {'INFLIGHT':>8}")
     for w in workers.workers:
         state = {1: "idle", 2: "bound", 3: "draining"}.get(w.state, "?")
@@ -210,7 +228,6 @@ def status(args: argparse.Namespace) -> int:
             f"{w.id:28} {w.node[:16]:16} {w.pod[:16]:16} {state:8} {w.session_id or '-':28} "
             f"{w.inflight_batches:>8}"
         )
-    return 0
 
 
 def config_show(args: argparse.Namespace) -> int:

@@ -86,6 +86,11 @@ def build_parser() -> argparse.ArgumentParser:
     _common(st)
     st.add_argument("--queue-manager", help="queue manager address (default localhost:1337)")
     st.add_argument("--json", action="store_true", help="print JSON")
+    st.add_argument(
+        "--tag", action="append", default=[], help="only sessions with this tag (repeatable)"
+    )
+    st.add_argument("--app", default="", help="only sessions of this app id")
+    st.add_argument("--all", action="store_true", help="include closed sessions still retained")
 
     cfg = sub.add_parser("config", help="configuration tools")
     cfg_sub = cfg.add_subparsers(dest="config_command", metavar="ACTION", required=True)

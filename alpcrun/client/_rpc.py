@@ -10,7 +10,7 @@ import grpc
 import grpc.aio
 
 from alpcrun.config import ClientSettings
-from alpcrun.constants import MD_API_KEY, MD_SESSION_ID
+from alpcrun.constants import MD_ACKS, MD_API_KEY, MD_SESSION_ID
 from alpcrun.proto import QueueStub
 from alpcrun.proto.status import from_rpc_error
 
@@ -68,8 +68,8 @@ class Connection:
         self.metadata: Metadata = ((MD_API_KEY, api_key),) if api_key else ()
 
     def stream_metadata(self, session_id: str) -> Metadata:
-        """Metadata of a ``ClientStream`` call: the API key plus ``sessionid``."""
-        return (*self.metadata, (MD_SESSION_ID, session_id))
+        """Metadata of a ``ClientStream`` call: the API key, ``sessionid`` and ``acks: 1``."""
+        return (*self.metadata, (MD_SESSION_ID, session_id), (MD_ACKS, "1"))
 
 
 async def unary(call: Awaitable[T]) -> T:

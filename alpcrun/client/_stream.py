@@ -22,7 +22,7 @@ from alpcrun.client._batcher import Batcher
 from alpcrun.client._results import Counters, TaskResult, Unclaimed
 from alpcrun.client._rpc import Connection
 from alpcrun.errors import AlpcrunError, SessionClosed, TransportError
-from alpcrun.proto import ClientStreamRequest, Task
+from alpcrun.proto import ClientStreamRequest, ResultAck, Task
 from alpcrun.proto.status import from_rpc_error
 
 logger = logging.getLogger(__name__)
@@ -209,6 +209,10 @@ class TaskStream:
         try:
             async for response in self._call:
                 self._route(response.results.tasks)
+                if response.seq and self.error is None:
+                    # Acknowledge at once: the queue manager frees the batch, or writes it
+                    # again to the next stream of this session if the ack never arrives.
+                    self._outq.put_nowait(ClientStreamRequest(ack=ResultAck(seq=response.seq)))
         except grpc.RpcError as err:
             self._fail(self._end_error or from_rpc_error(err))
         except Exception as exc:  # a bug in routing must not leave handles waiting forever

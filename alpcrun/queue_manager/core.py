@@ -146,13 +146,17 @@ class QueueCore:
         return record, discarded + record.inflight_tasks
 
     def attach_client(self, session_id: str, outlet: ClientOutlet) -> SessionRecord:
-        """Attach a client stream; a previously attached one is superseded."""
+        """Attach a client stream; a previously attached one is superseded.
+
+        Result batches written to earlier streams and not acknowledged are queued again.
+        """
         record = self.open_session(session_id)
         old, record.client = record.client, outlet
         if old is not None:
             old.close(superseded=True)
         self._touch(record)
-        if record.results:
+        record.results.rewind()
+        if record.results.undelivered:
             outlet.results_ready()
         return record
 
@@ -191,14 +195,21 @@ class QueueCore:
         q = record.queue
         return len(q) < self.limits.buffer_size and q.bytes < self.limits.max_pending_bytes
 
-    def take_results(self, record: SessionRecord) -> Batch | None:
-        """Pop the next undelivered result batch of a session."""
-        if not record.results:
-            return None
-        batch = record.results.popleft()
-        if len(record.results) + 1 == self.limits.max_buffered_results:
+    def results_written(self, record: SessionRecord, seq: int, *, keep: bool) -> None:
+        """The result batch ``seq`` was written to the client; ``keep`` it until acked."""
+        full = len(record.results) >= self.limits.max_buffered_results
+        if record.results.written(seq, keep=keep) and full and not keep:
             self._dispatch(record)
-        return batch
+
+    def ack_results(self, record: SessionRecord, seq: int) -> None:
+        """The client confirmed every result batch up to ``seq``."""
+        if seq > record.results.seq:
+            raise InvalidArgument(
+                f"acknowledges {seq}, but only {record.results.seq} were sent", field="ack.seq"
+            )
+        full = len(record.results) >= self.limits.max_buffered_results
+        if record.results.ack(seq) and full:
+            self._dispatch(record)
 
     # ------------------------------------------------------------------ workers
     def register_worker(self, reg: WorkerRegistration, control: WorkerControl) -> WorkerRecord:
@@ -316,7 +327,7 @@ class QueueCore:
         batch.id = item.batch.id
         batch.session_id = record.id
         batch.dispatch_id = 0
-        record.results.append(batch)
+        record.results.push(batch)
         record.last_activity = self.clock.monotonic()
         if record.client is not None:
             record.client.results_ready()

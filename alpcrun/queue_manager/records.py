@@ -10,6 +10,7 @@ from alpcrun.proto import Batch, SessionState
 from alpcrun.queue_manager.attributes import SessionConfig
 from alpcrun.queue_manager.outlets import ClientOutlet, WorkerControl, WorkerData
 from alpcrun.queue_manager.queues import QueuedBatch, TaskQueue
+from alpcrun.queue_manager.results import ResultBuffer
 
 CLOSED_STATE = int(SessionState.SESSION_STATE_CLOSED)
 """``SessionRecord.state`` of a closed session, as a plain int (hot-path comparisons)."""
@@ -93,8 +94,8 @@ class SessionRecord:
     """SessionState value."""
     closed_at: float = 0.0
     """Monotonic time it was closed (for retention)."""
-    results: deque[Batch] = field(default_factory=deque)
-    """Result batches not yet written to a client."""
+    results: ResultBuffer = field(default_factory=ResultBuffer)
+    """Result batches not yet written to a client, or written and not acknowledged."""
     dead_letters: deque[Batch] = field(default_factory=deque)
     """Failed tasks, batched as they failed."""
     workers: dict[str, WorkerRecord] = field(default_factory=dict)

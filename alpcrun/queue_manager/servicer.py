@@ -10,7 +10,7 @@ from typing import Any
 import grpc
 import grpc.aio
 
-from alpcrun.constants import MD_SESSION_ID, MD_WORKER_ID
+from alpcrun.constants import MD_ACKS, MD_SESSION_ID, MD_WORKER_ID
 from alpcrun.errors import AlpcrunError, InvalidArgument, Unavailable
 from alpcrun.proto import (
     Batch,
@@ -37,11 +37,18 @@ from alpcrun.queue_manager.streams import ClientStreamOutlet, QueueOutlet
 Context = grpc.aio.ServicerContext[Any, Any]
 
 
-def _metadata(context: Context, key: str) -> str:
+def _metadata_value(context: Context, key: str) -> str | None:
     for item in context.invocation_metadata() or ():
         if item[0] == key:
             return str(item[1])
-    raise InvalidArgument(f"missing {key!r} metadata", field=key)
+    return None
+
+
+def _metadata(context: Context, key: str) -> str:
+    value = _metadata_value(context, key)
+    if value is None:
+        raise InvalidArgument(f"missing {key!r} metadata", field=key)
+    return value
 
 
 class _Failure:
@@ -118,9 +125,10 @@ class QueueService(QueueServicer):
             record = self.core.attach_client(_metadata(context, MD_SESSION_ID), outlet)
         except AlpcrunError as exc:
             await abort_with(context, exc)
+        acks = _metadata_value(context, MD_ACKS) == "1"
         reader = asyncio.create_task(self._read_client(record, request_iterator, outlet, failure))
         try:
-            await self._write_client(record, outlet, context, failure)
+            await self._write_client(record, outlet, context, failure, acks=acks)
         finally:
             reader.cancel()
             self.core.detach_client(record.id, outlet)
@@ -139,8 +147,11 @@ class QueueService(QueueServicer):
         core = self.core
         try:
             async for request in requests:
+                if request.HasField("ack"):
+                    core.ack_results(record, request.ack.seq)
+                    continue
                 if not request.HasField("batch"):
-                    raise InvalidArgument("a request must carry a batch", field="batch")
+                    raise InvalidArgument("a request must carry a batch or an ack", field="batch")
                 self._check_open()
                 core.submit(record, request.batch)
                 while not core.has_room(record) and not outlet.closed:
@@ -156,17 +167,20 @@ class QueueService(QueueServicer):
         outlet: ClientStreamOutlet,
         context: Context,
         failure: _Failure,
+        *,
+        acks: bool,
     ) -> None:
         results = record.results
         while failure.error is None and not outlet.superseded:
-            while results and record.client is outlet:
-                await context.write(ClientStreamResponse(results=results[0]))
-                if results and record.client is outlet:
-                    self.core.take_results(record)
+            while (head := results.peek()) is not None and record.client is outlet:
+                seq, batch = head
+                await context.write(ClientStreamResponse(results=batch, seq=seq))
+                if record.client is outlet:
+                    self.core.results_written(record, seq, keep=acks)
             if outlet.closed:
                 return
             outlet.wakeup.clear()
-            if not results:
+            if not results.undelivered:
                 await outlet.wakeup.wait()
 
     # ------------------------------------------------------------------ workers

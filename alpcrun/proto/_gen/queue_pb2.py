@@ -26,7 +26,7 @@ from alpcrun.proto._gen import common_pb2 as alpcrun_dot_v1_dot_common__pb2
 from alpcrun.proto._gen import session_pb2 as alpcrun_dot_v1_dot_session__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16\x61lpcrun/v1/queue.proto\x12\nalpcrun.v1\x1a\x17\x61lpcrun/v1/common.proto\x1a\x18\x61lpcrun/v1/session.proto\"A\n\x13\x43lientStreamRequest\x12\"\n\x05\x62\x61tch\x18\x01 \x01(\x0b\x32\x11.alpcrun.v1.BatchH\x00\x42\x06\n\x04kind\"D\n\x14\x43lientStreamResponse\x12$\n\x07results\x18\x01 \x01(\x0b\x32\x11.alpcrun.v1.BatchH\x00\x42\x06\n\x04kind\"(\n\x12\x44\x65\x61\x64LettersRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\"\xc4\x01\n\x12WorkerRegistration\x12\x0c\n\x04node\x18\x01 \x01(\t\x12\x0b\n\x03pod\x18\x02 \x01(\t\x12:\n\x06labels\x18\x03 \x03(\x0b\x32*.alpcrun.v1.WorkerRegistration.LabelsEntry\x12\x13\n\x0b\x63oncurrency\x18\x04 \x01(\r\x12\x13\n\x0bsdk_version\x18\x05 \x01(\t\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"g\n\x0fWorkerHeartbeat\x12&\n\x05state\x18\x01 \x01(\x0e\x32\x17.alpcrun.v1.WorkerState\x12\x12\n\nsession_id\x18\x02 \x01(\t\x12\x18\n\x10inflight_batches\x18\x03 \x01(\r\"|\n\x0cWorkerStatus\x12\x32\n\x08register\x18\x01 \x01(\x0b\x32\x1e.alpcrun.v1.WorkerRegistrationH\x00\x12\x30\n\theartbeat\x18\x02 \x01(\x0b\x32\x1b.alpcrun.v1.WorkerHeartbeatH\x00\x42\x06\n\x04kind\"\xfc\x01\n\x11WorkerInstruction\x12\x30\n\x04type\x18\x01 \x01(\x0e\x32\".alpcrun.v1.WorkerInstruction.Type\x12\x11\n\tworker_id\x18\x02 \x01(\t\x12\x12\n\nsession_id\x18\x03 \x01(\t\x12\x1c\n\x14max_inflight_batches\x18\x04 \x01(\r\x12\x1d\n\x15heartbeat_interval_ms\x18\x05 \x01(\r\"Q\n\x04Type\x12\x14\n\x10TYPE_UNSPECIFIED\x10\x00\x12\x13\n\x0fTYPE_REGISTERED\x10\x01\x12\r\n\tTYPE_BIND\x10\x02\x12\x0f\n\x0bTYPE_UNBIND\x10\x03*u\n\x0bWorkerState\x12\x1c\n\x18WORKER_STATE_UNSPECIFIED\x10\x00\x12\x15\n\x11WORKER_STATE_IDLE\x10\x01\x12\x16\n\x12WORKER_STATE_BOUND\x10\x02\x12\x19\n\x15WORKER_STATE_DRAINING\x10\x03\x32\xda\x04\n\x05Queue\x12\x46\n\rCreateSession\x12 .alpcrun.v1.CreateSessionRequest\x1a\x13.alpcrun.v1.Session\x12@\n\nGetSession\x12\x1d.alpcrun.v1.GetSessionRequest\x1a\x13.alpcrun.v1.Session\x12\x46\n\rUpdateSession\x12 .alpcrun.v1.UpdateSessionRequest\x1a\x13.alpcrun.v1.Session\x12Q\n\x0c\x43loseSession\x12\x1f.alpcrun.v1.CloseSessionRequest\x1a .alpcrun.v1.CloseSessionResponse\x12U\n\x0c\x43lientStream\x12\x1f.alpcrun.v1.ClientStreamRequest\x1a .alpcrun.v1.ClientStreamResponse(\x01\x30\x01\x12N\n\x17\x43lientStreamDeadLetters\x12\x1e.alpcrun.v1.DeadLettersRequest\x1a\x11.alpcrun.v1.Batch0\x01\x12K\n\x0cWorkerUpdate\x12\x18.alpcrun.v1.WorkerStatus\x1a\x1d.alpcrun.v1.WorkerInstruction(\x01\x30\x01\x12\x38\n\x0cWorkerStream\x12\x11.alpcrun.v1.Batch\x1a\x11.alpcrun.v1.Batch(\x01\x30\x01\x42&Z$alpcrun.dev/api/alpcrun/v1;alpcrunv1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16\x61lpcrun/v1/queue.proto\x12\nalpcrun.v1\x1a\x17\x61lpcrun/v1/common.proto\x1a\x18\x61lpcrun/v1/session.proto\"g\n\x13\x43lientStreamRequest\x12\"\n\x05\x62\x61tch\x18\x01 \x01(\x0b\x32\x11.alpcrun.v1.BatchH\x00\x12$\n\x03\x61\x63k\x18\x02 \x01(\x0b\x32\x15.alpcrun.v1.ResultAckH\x00\x42\x06\n\x04kind\"\x18\n\tResultAck\x12\x0b\n\x03seq\x18\x01 \x01(\x04\"Q\n\x14\x43lientStreamResponse\x12$\n\x07results\x18\x01 \x01(\x0b\x32\x11.alpcrun.v1.BatchH\x00\x12\x0b\n\x03seq\x18\x02 \x01(\x04\x42\x06\n\x04kind\"(\n\x12\x44\x65\x61\x64LettersRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\"\xc4\x01\n\x12WorkerRegistration\x12\x0c\n\x04node\x18\x01 \x01(\t\x12\x0b\n\x03pod\x18\x02 \x01(\t\x12:\n\x06labels\x18\x03 \x03(\x0b\x32*.alpcrun.v1.WorkerRegistration.LabelsEntry\x12\x13\n\x0b\x63oncurrency\x18\x04 \x01(\r\x12\x13\n\x0bsdk_version\x18\x05 \x01(\t\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"g\n\x0fWorkerHeartbeat\x12&\n\x05state\x18\x01 \x01(\x0e\x32\x17.alpcrun.v1.WorkerState\x12\x12\n\nsession_id\x18\x02 \x01(\t\x12\x18\n\x10inflight_batches\x18\x03 \x01(\r\"|\n\x0cWorkerStatus\x12\x32\n\x08register\x18\x01 \x01(\x0b\x32\x1e.alpcrun.v1.WorkerRegistrationH\x00\x12\x30\n\theartbeat\x18\x02 \x01(\x0b\x32\x1b.alpcrun.v1.WorkerHeartbeatH\x00\x42\x06\n\x04kind\"\xfc\x01\n\x11WorkerInstruction\x12\x30\n\x04type\x18\x01 \x01(\x0e\x32\".alpcrun.v1.WorkerInstruction.Type\x12\x11\n\tworker_id\x18\x02 \x01(\t\x12\x12\n\nsession_id\x18\x03 \x01(\t\x12\x1c\n\x14max_inflight_batches\x18\x04 \x01(\r\x12\x1d\n\x15heartbeat_interval_ms\x18\x05 \x01(\r\"Q\n\x04Type\x12\x14\n\x10TYPE_UNSPECIFIED\x10\x00\x12\x13\n\x0fTYPE_REGISTERED\x10\x01\x12\r\n\tTYPE_BIND\x10\x02\x12\x0f\n\x0bTYPE_UNBIND\x10\x03*u\n\x0bWorkerState\x12\x1c\n\x18WORKER_STATE_UNSPECIFIED\x10\x00\x12\x15\n\x11WORKER_STATE_IDLE\x10\x01\x12\x16\n\x12WORKER_STATE_BOUND\x10\x02\x12\x19\n\x15WORKER_STATE_DRAINING\x10\x03\x32\xda\x04\n\x05Queue\x12\x46\n\rCreateSession\x12 .alpcrun.v1.CreateSessionRequest\x1a\x13.alpcrun.v1.Session\x12@\n\nGetSession\x12\x1d.alpcrun.v1.GetSessionRequest\x1a\x13.alpcrun.v1.Session\x12\x46\n\rUpdateSession\x12 .alpcrun.v1.UpdateSessionRequest\x1a\x13.alpcrun.v1.Session\x12Q\n\x0c\x43loseSession\x12\x1f.alpcrun.v1.CloseSessionRequest\x1a .alpcrun.v1.CloseSessionResponse\x12U\n\x0c\x43lientStream\x12\x1f.alpcrun.v1.ClientStreamRequest\x1a .alpcrun.v1.ClientStreamResponse(\x01\x30\x01\x12N\n\x17\x43lientStreamDeadLetters\x12\x1e.alpcrun.v1.DeadLettersRequest\x1a\x11.alpcrun.v1.Batch0\x01\x12K\n\x0cWorkerUpdate\x12\x18.alpcrun.v1.WorkerStatus\x1a\x1d.alpcrun.v1.WorkerInstruction(\x01\x30\x01\x12\x38\n\x0cWorkerStream\x12\x11.alpcrun.v1.Batch\x1a\x11.alpcrun.v1.Batch(\x01\x30\x01\x42&Z$alpcrun.dev/api/alpcrun/v1;alpcrunv1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -36,26 +36,28 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['DESCRIPTOR']._serialized_options = b'Z$alpcrun.dev/api/alpcrun/v1;alpcrunv1'
   _globals['_WORKERREGISTRATION_LABELSENTRY']._loaded_options = None
   _globals['_WORKERREGISTRATION_LABELSENTRY']._serialized_options = b'8\001'
-  _globals['_WORKERSTATE']._serialized_start=953
-  _globals['_WORKERSTATE']._serialized_end=1070
+  _globals['_WORKERSTATE']._serialized_start=1030
+  _globals['_WORKERSTATE']._serialized_end=1147
   _globals['_CLIENTSTREAMREQUEST']._serialized_start=89
-  _globals['_CLIENTSTREAMREQUEST']._serialized_end=154
-  _globals['_CLIENTSTREAMRESPONSE']._serialized_start=156
-  _globals['_CLIENTSTREAMRESPONSE']._serialized_end=224
-  _globals['_DEADLETTERSREQUEST']._serialized_start=226
-  _globals['_DEADLETTERSREQUEST']._serialized_end=266
-  _globals['_WORKERREGISTRATION']._serialized_start=269
-  _globals['_WORKERREGISTRATION']._serialized_end=465
-  _globals['_WORKERREGISTRATION_LABELSENTRY']._serialized_start=420
-  _globals['_WORKERREGISTRATION_LABELSENTRY']._serialized_end=465
-  _globals['_WORKERHEARTBEAT']._serialized_start=467
-  _globals['_WORKERHEARTBEAT']._serialized_end=570
-  _globals['_WORKERSTATUS']._serialized_start=572
-  _globals['_WORKERSTATUS']._serialized_end=696
-  _globals['_WORKERINSTRUCTION']._serialized_start=699
-  _globals['_WORKERINSTRUCTION']._serialized_end=951
-  _globals['_WORKERINSTRUCTION_TYPE']._serialized_start=870
-  _globals['_WORKERINSTRUCTION_TYPE']._serialized_end=951
-  _globals['_QUEUE']._serialized_start=1073
-  _globals['_QUEUE']._serialized_end=1675
+  _globals['_CLIENTSTREAMREQUEST']._serialized_end=192
+  _globals['_RESULTACK']._serialized_start=194
+  _globals['_RESULTACK']._serialized_end=218
+  _globals['_CLIENTSTREAMRESPONSE']._serialized_start=220
+  _globals['_CLIENTSTREAMRESPONSE']._serialized_end=301
+  _globals['_DEADLETTERSREQUEST']._serialized_start=303
+  _globals['_DEADLETTERSREQUEST']._serialized_end=343
+  _globals['_WORKERREGISTRATION']._serialized_start=346
+  _globals['_WORKERREGISTRATION']._serialized_end=542
+  _globals['_WORKERREGISTRATION_LABELSENTRY']._serialized_start=497
+  _globals['_WORKERREGISTRATION_LABELSENTRY']._serialized_end=542
+  _globals['_WORKERHEARTBEAT']._serialized_start=544
+  _globals['_WORKERHEARTBEAT']._serialized_end=647
+  _globals['_WORKERSTATUS']._serialized_start=649
+  _globals['_WORKERSTATUS']._serialized_end=773
+  _globals['_WORKERINSTRUCTION']._serialized_start=776
+  _globals['_WORKERINSTRUCTION']._serialized_end=1028
+  _globals['_WORKERINSTRUCTION_TYPE']._serialized_start=947
+  _globals['_WORKERINSTRUCTION_TYPE']._serialized_end=1028
+  _globals['_QUEUE']._serialized_start=1150
+  _globals['_QUEUE']._serialized_end=1752
 # @@protoc_insertion_point(module_scope)

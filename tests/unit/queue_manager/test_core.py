@@ -69,8 +69,8 @@ def test_results_reach_the_client_and_failures_the_dead_letter_queue(h):
     data = h.connect(w)
     sent = data.sent[0]
     h.core.worker_results(w, h.answer(sent, fail={sent.tasks[1].id}))
-    out = h.core.take_results(s)
-    assert out is not None
+    seq, out = s.results.peek()
+    assert seq == 1
     assert len(out.tasks) == 3
     assert out.id == sent.id
     assert out.session_id == s.id
@@ -253,8 +253,21 @@ def test_slow_client_pauses_dispatch():
     data = h.connect(w)
     h.core.worker_results(w, h.answer(data.sent[0]))
     assert len(data.sent) == 1  # one result buffered: no new dispatch
-    assert h.core.take_results(s) is not None
+    seq, _ = s.results.peek()
+    h.core.results_written(s, seq, keep=True)  # written, but kept until acknowledged
+    assert len(data.sent) == 1
+    h.core.ack_results(s, seq)
     assert len(data.sent) == 2
+    h.core.worker_results(w, h.answer(data.sent[1]))
+    h.core.results_written(s, 2, keep=False)  # a stream without acks frees it at once
+    assert len(data.sent) == 3
+
+
+def test_ack_beyond_what_was_sent_is_refused(h):
+    s = h.session()
+    with pytest.raises(InvalidArgument) as info:
+        h.core.ack_results(s, 1)
+    assert info.value.field == "ack.seq"
 
 
 def test_update_session_changes_window_live(h):

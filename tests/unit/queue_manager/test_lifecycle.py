@@ -99,12 +99,23 @@ def test_results_buffered_while_detached_are_delivered_on_reattach():
     h.core.schedule()
     data = h.connect(w)
     h.core.worker_results(w, h.answer(data.sent[0]))
-    assert len(s.results) == 1
+    assert s.results.undelivered == 1
     assert not s.closed
     again = ClientRecorder()
     h.core.attach_client(s.id, again)
     assert again.ready == 1
-    assert h.core.take_results(s).tasks[0].payload == b"x!"
+    seq, batch = s.results.peek()
+    assert batch.tasks[0].payload == b"x!"
+    h.core.results_written(s, seq, keep=True)  # written to a stream that acknowledges
+    assert s.results.unacked == 1
+    h.core.detach_client(s.id, again)  # ...which breaks before the client acknowledged
+    third = ClientRecorder()
+    h.core.attach_client(s.id, third)
+    assert third.ready == 1
+    assert s.results.peek() == (seq, batch)  # written again, same number
+    h.core.results_written(s, seq, keep=True)
+    h.core.ack_results(s, seq)
+    assert len(s.results) == 0
 
 
 def test_close_session_drains_queues_and_frees_workers():

@@ -1,0 +1,82 @@
+"""A session's result batches: undelivered, then written but not yet acknowledged.
+
+Every result batch gets a per-session sequence number when it arrives. A client stream that
+acknowledges (metadata ``acks: 1``) has each written batch kept until a cumulative
+``ResultAck`` covers its number; when a client attaches, unacknowledged batches are put back
+at the head and written again with their original numbers, so a client that lost its stream
+gets every result it had not confirmed. A stream without acks frees each batch once written.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+
+from alpcrun.proto import Batch
+
+
+class ResultBuffer:
+    """Undelivered and unacknowledged result batches of one session, in sequence order."""
+
+    __slots__ = ("_pending", "_unacked", "seq")
+
+    def __init__(self) -> None:
+        self._pending: deque[tuple[int, Batch]] = deque()
+        self._unacked: deque[tuple[int, Batch]] = deque()
+        self.seq = 0
+        """Number of the last batch pushed."""
+
+    def push(self, batch: Batch) -> int:
+        """Add a result batch; return its sequence number."""
+        self.seq += 1
+        self._pending.append((self.seq, batch))
+        return self.seq
+
+    @property
+    def undelivered(self) -> int:
+        """Batches waiting to be written."""
+        return len(self._pending)
+
+    @property
+    def unacked(self) -> int:
+        """Batches written and not yet acknowledged."""
+        return len(self._unacked)
+
+    def __len__(self) -> int:
+        """Batches held (undelivered plus unacknowledged): what the buffer bound counts."""
+        return len(self._pending) + len(self._unacked)
+
+    def peek(self) -> tuple[int, Batch] | None:
+        """The next batch to write, or None."""
+        return self._pending[0] if self._pending else None
+
+    def written(self, seq: int, *, keep: bool) -> bool:
+        """The batch ``seq`` at the head was written; keep it until acked when ``keep``.
+
+        Returns False (and changes nothing) if ``seq`` is no longer at the head.
+        """
+        if not self._pending or self._pending[0][0] != seq:
+            return False
+        item = self._pending.popleft()
+        if keep:
+            self._unacked.append(item)
+        return True
+
+    def ack(self, seq: int) -> int:
+        """Free every written batch numbered ``seq`` or lower; return how many were freed."""
+        freed = 0
+        while self._unacked and self._unacked[0][0] <= seq:
+            self._unacked.popleft()
+            freed += 1
+        return freed
+
+    def rewind(self) -> int:
+        """Put unacknowledged batches back at the head (for the next stream); return them."""
+        n = len(self._unacked)
+        self._pending.extendleft(reversed(self._unacked))
+        self._unacked.clear()
+        return n
+
+    def clear(self) -> None:
+        """Drop everything (the session is gone)."""
+        self._pending.clear()
+        self._unacked.clear()

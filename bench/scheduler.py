@@ -148,10 +148,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--quick", action="store_true", help="1,000 sessions, 100 workers")
     parser.add_argument("--json", type=Path, help="also write the figures here")
+    parser.add_argument(
+        "--no-gc",
+        action="store_true",
+        help="disable the cyclic garbage collector while timing (shows what its pauses cost)",
+    )
     args = parser.parse_args(argv)
     if args.quick:
         args.sessions, args.workers, args.ticks, args.churn = 1_000, 100, 20, 5
+    if args.no_gc:
+        gc.disable()
     result = run(args.sessions, args.workers, args.ticks, args.churn, args.seed)
+    result["gc"] = not args.no_gc
     result["python"] = platform.python_version()
     result["machine"] = platform.machine()
     print(

@@ -206,3 +206,27 @@ def test_explain_nothing_when_satisfied_or_without_work():
     assert explain(h, s).code == "scheduling"
     h.core.schedule()
     assert explain(h, s) is None
+
+
+def test_metrics_expose_scheduler_decisions_per_session_and_by_reason():
+    from prometheus_client import generate_latest
+
+    from alpcrun.queue_manager.metrics import make_registry
+
+    h = Harness()
+    low = h.session(priority=1, preemptible=True)
+    for _ in range(3):
+        h.core.submit(low, h.batch())
+    (w, _) = h.worker()
+    h.core.schedule()
+    h.connect(w)
+    high = h.session(priority=9)
+    h.core.submit(high, h.batch())
+    h.core.schedule()
+    text = generate_latest(make_registry(h.core)).decode()
+    assert 'alpcrun_unbinds_total{reason="preempted"} 1.0' in text
+    assert "alpcrun_preemptions_total 1.0" in text
+    assert f'alpcrun_session_preemptions{{app_id="app",session_id="{low.id}"}} 1.0' in text
+    assert f'alpcrun_session_workers_wanted{{app_id="app",session_id="{high.id}"}} 1.0' in text
+    assert f'alpcrun_session_inflight_batches{{app_id="app",session_id="{low.id}"}} 3.0' in text
+    assert "alpcrun_workers_wanted 4.0" in text

@@ -11,9 +11,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
+from alpcrun.queue_manager.pools import LEVELS
 from alpcrun.queue_manager.records import SessionRecord, WorkerPhase, WorkerRecord
-
-_LEVELS = range(11)
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,8 +32,8 @@ class _Pool:
     idle: int = 0
     moving: int = 0
     draining: int = 0
-    held: list[int] = field(default_factory=lambda: [0] * 11)
-    holders: list[set[str]] = field(default_factory=lambda: [set() for _ in _LEVELS])
+    held: list[int] = field(default_factory=lambda: [0] * LEVELS)
+    holders: list[set[str]] = field(default_factory=lambda: [set() for _ in range(LEVELS)])
 
 
 class Explainer:
@@ -95,9 +94,9 @@ class Explainer:
     @staticmethod
     def _competition(s: SessionRecord, matching: list[_Pool]) -> Waiting:
         prio = s.config.priority
-        higher = _holders(matching, range(prio + 1, 11))
+        higher = _holders(matching, range(prio + 1, LEVELS))
         if higher:
-            held = sum(p.held[level] for p in matching for level in range(prio + 1, 11))
+            held = sum(p.held[level] for p in matching for level in range(prio + 1, LEVELS))
             return Waiting(
                 "lower_priority",
                 f"lower priority than {len(higher)} session(s) holding {held} matching worker(s)",

@@ -69,10 +69,6 @@ class WorkerRecord:
     def __post_init__(self) -> None:
         self.label_key = frozenset(self.labels.items())
 
-    def matches(self, selector: dict[str, str]) -> bool:
-        """Whether the worker carries every label of ``selector``."""
-        return all(self.labels.get(k) == v for k, v in selector.items())
-
 
 @dataclass(eq=False, slots=True)
 class SessionRecord:

@@ -124,13 +124,14 @@ class Scheduler:
                 if s.workers:
                     actions.extend(Unbind(w.id, s.id, UnbindReason.CLOSED) for w in _bound(s))
                 continue
-            active = self._release(s, now, actions) if s.workers else 0
+            kept = self._release(s, now, actions) if s.workers else []
+            active = len(kept)
             pending = s.queue.batches + s.inflight_batches
             if not pending:
-                if active:
-                    parked.extend((w, s) for w in _bound(s) if self._movable(w, now))
+                parked.extend((w, s) for w in kept if self._movable(w, now))
                 continue
             cfg = s.config
+            # SessionRecord.wanted_workers, inlined: this loop visits every session each tick.
             wanted = pending if pending > cfg.min_workers else cfg.min_workers
             if cfg.max_workers and wanted > cfg.max_workers:
                 wanted = cfg.max_workers
@@ -146,11 +147,11 @@ class Scheduler:
                     donors.append(d)
         return sv
 
-    def _release(self, s: SessionRecord, now: float, actions: list[Action]) -> int:
-        """Unbind what the session may no longer hold; return the workers it keeps."""
+    def _release(self, s: SessionRecord, now: float, actions: list[Action]) -> list[WorkerRecord]:
+        """Unbind what the session may no longer hold; return the bound workers it keeps."""
         bound = _bound(s)
         if not bound:
-            return 0
+            return bound
         cfg = s.config
         if cfg.selector_key:
             keep = []
@@ -162,13 +163,13 @@ class Scheduler:
             bound = keep
         if not (s.queue or s.inflight_batches) and now - s.last_activity >= cfg.idle_timeout_s:
             actions.extend(Unbind(w.id, s.id, UnbindReason.IDLE) for w in bound)
-            return 0
+            return []
         if cfg.max_workers and len(bound) > cfg.max_workers:
             bound.sort(key=lambda w: len(w.inflight))
             extra = len(bound) - cfg.max_workers
             actions.extend(Unbind(w.id, s.id, UnbindReason.MAX_WORKERS) for w in bound[:extra])
-            return cfg.max_workers
-        return len(bound)
+            return bound[extra:]
+        return bound
 
     def _allocate(self, sv: Survey, pools: Pools) -> list[Action]:
         """Guarantees first (higher priority first), then shares level by level."""

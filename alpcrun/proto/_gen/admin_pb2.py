@@ -22,12 +22,13 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from alpcrun.proto._gen import common_pb2 as alpcrun_dot_v1_dot_common__pb2
 from alpcrun.proto._gen import queue_pb2 as alpcrun_dot_v1_dot_queue__pb2
 from alpcrun.proto._gen import session_pb2 as alpcrun_dot_v1_dot_session__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16\x61lpcrun/v1/admin.proto\x12\nalpcrun.v1\x1a\x16\x61lpcrun/v1/queue.proto\x1a\x18\x61lpcrun/v1/session.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x8e\x03\n\x0cSessionStats\x12\x15\n\rpending_tasks\x18\x01 \x01(\x04\x12\x17\n\x0fpending_batches\x18\x02 \x01(\x04\x12\x18\n\x10inflight_batches\x18\x03 \x01(\x04\x12\x16\n\x0einflight_tasks\x18\x04 \x01(\x04\x12\x18\n\x10\x62uffered_results\x18\x05 \x01(\x04\x12\x14\n\x0c\x64\x65\x61\x64_letters\x18\x06 \x01(\x04\x12\x17\n\x0fsubmitted_tasks\x18\x07 \x01(\x04\x12\x17\n\x0f\x63ompleted_tasks\x18\x08 \x01(\x04\x12\x14\n\x0c\x66\x61iled_tasks\x18\t \x01(\x04\x12\x15\n\rbound_workers\x18\n \x01(\r\x12\x16\n\x0ewanted_workers\x18\x0b \x01(\r\x12\x17\n\x0f\x63lient_attached\x18\x0c \x01(\x08\x12\x14\n\x0cwaiting_code\x18\r \x01(\t\x12\x16\n\x0ewaiting_reason\x18\x0e \x01(\t\x12\x13\n\x0bpreemptions\x18\x0f \x01(\x04\x12\x19\n\x11unbinding_workers\x18\x10 \x01(\r\"v\n\x0bSessionInfo\x12$\n\x07session\x18\x01 \x01(\x0b\x32\x13.alpcrun.v1.Session\x12\'\n\x05stats\x18\x02 \x01(\x0b\x32\x18.alpcrun.v1.SessionStats\x12\x18\n\x10\x62ound_worker_ids\x18\x03 \x03(\t\"K\n\x13ListSessionsRequest\x12\x16\n\x0einclude_closed\x18\x01 \x01(\x08\x12\x0c\n\x04tags\x18\x02 \x03(\t\x12\x0e\n\x06\x61pp_id\x18\x03 \x01(\t\"A\n\x14ListSessionsResponse\x12)\n\x08sessions\x18\x01 \x03(\x0b\x32\x17.alpcrun.v1.SessionInfo\"\xe8\x02\n\nWorkerInfo\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04node\x18\x02 \x01(\t\x12\x0b\n\x03pod\x18\x03 \x01(\t\x12\x32\n\x06labels\x18\x04 \x03(\x0b\x32\".alpcrun.v1.WorkerInfo.LabelsEntry\x12&\n\x05state\x18\x05 \x01(\x0e\x32\x17.alpcrun.v1.WorkerState\x12\x12\n\nsession_id\x18\x06 \x01(\t\x12\x18\n\x10inflight_batches\x18\x07 \x01(\r\x12\x30\n\x0c\x63onnected_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12-\n\tlast_seen\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x19\n\x11\x63ompleted_batches\x18\n \x01(\x04\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\x14\n\x12ListWorkersRequest\">\n\x13ListWorkersResponse\x12\'\n\x07workers\x18\x01 \x03(\x0b\x32\x16.alpcrun.v1.WorkerInfo\"\x11\n\x0fGetStatsRequest\"\x94\x02\n\x05Stats\x12\x10\n\x08sessions\x18\x01 \x01(\r\x12\x0f\n\x07workers\x18\x02 \x01(\r\x12\x14\n\x0cidle_workers\x18\x03 \x01(\r\x12\x15\n\rbound_workers\x18\x04 \x01(\r\x12\x15\n\rpending_tasks\x18\x05 \x01(\x04\x12\x17\n\x0fsubmitted_tasks\x18\x06 \x01(\x04\x12\x17\n\x0f\x63ompleted_tasks\x18\x07 \x01(\x04\x12\x14\n\x0c\x66\x61iled_tasks\x18\x08 \x01(\x04\x12\x0f\n\x07version\x18\t \x01(\t\x12\x16\n\x0euptime_seconds\x18\n \x01(\x01\x12\x13\n\x0bpreemptions\x18\x0b \x01(\x04\x12\r\n\x05\x62inds\x18\x0c \x01(\x04\x12\x0f\n\x07unbinds\x18\r \x01(\x04\x32\xe6\x01\n\x05\x41\x64min\x12Q\n\x0cListSessions\x12\x1f.alpcrun.v1.ListSessionsRequest\x1a .alpcrun.v1.ListSessionsResponse\x12N\n\x0bListWorkers\x12\x1e.alpcrun.v1.ListWorkersRequest\x1a\x1f.alpcrun.v1.ListWorkersResponse\x12:\n\x08GetStats\x12\x1b.alpcrun.v1.GetStatsRequest\x1a\x11.alpcrun.v1.StatsB&Z$alpcrun.dev/api/alpcrun/v1;alpcrunv1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16\x61lpcrun/v1/admin.proto\x12\nalpcrun.v1\x1a\x17\x61lpcrun/v1/common.proto\x1a\x16\x61lpcrun/v1/queue.proto\x1a\x18\x61lpcrun/v1/session.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x7f\n\nDeadLetter\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x10\n\x08\x62\x61tch_id\x18\x02 \x01(\t\x12\x1e\n\x04task\x18\x03 \x01(\x0b\x32\x10.alpcrun.v1.Task\x12+\n\x07\x64\x65\x61\x64_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"c\n\x16ListDeadLettersRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\r\n\x05limit\x18\x02 \x01(\r\x12\r\n\x05\x61\x66ter\x18\x03 \x01(\t\x12\x17\n\x0finclude_payload\x18\x04 \x01(\x08\"e\n\x17ListDeadLettersResponse\x12\'\n\x07letters\x18\x01 \x03(\x0b\x32\x16.alpcrun.v1.DeadLetter\x12\r\n\x05total\x18\x02 \x01(\x04\x12\x12\n\nnext_after\x18\x03 \x01(\t\";\n\x14GetDeadLetterRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x0f\n\x07task_id\x18\x02 \x01(\t\"Z\n\x1aResubmitDeadLettersRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x10\n\x08task_ids\x18\x02 \x03(\t\x12\x16\n\x0ereset_attempts\x18\x03 \x01(\x08\"A\n\x19\x44iscardDeadLettersRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x10\n\x08task_ids\x18\x02 \x03(\t\"3\n\x0f\x44\x65\x61\x64LetterCount\x12\r\n\x05\x63ount\x18\x01 \x01(\x04\x12\x11\n\tnot_found\x18\x02 \x03(\t\"\xf2\x03\n\x0cSessionStats\x12\x15\n\rpending_tasks\x18\x01 \x01(\x04\x12\x17\n\x0fpending_batches\x18\x02 \x01(\x04\x12\x18\n\x10inflight_batches\x18\x03 \x01(\x04\x12\x16\n\x0einflight_tasks\x18\x04 \x01(\x04\x12\x18\n\x10\x62uffered_results\x18\x05 \x01(\x04\x12\x14\n\x0c\x64\x65\x61\x64_letters\x18\x06 \x01(\x04\x12\x17\n\x0fsubmitted_tasks\x18\x07 \x01(\x04\x12\x17\n\x0f\x63ompleted_tasks\x18\x08 \x01(\x04\x12\x14\n\x0c\x66\x61iled_tasks\x18\t \x01(\x04\x12\x15\n\rbound_workers\x18\n \x01(\r\x12\x16\n\x0ewanted_workers\x18\x0b \x01(\r\x12\x17\n\x0f\x63lient_attached\x18\x0c \x01(\x08\x12\x14\n\x0cwaiting_code\x18\r \x01(\t\x12\x16\n\x0ewaiting_reason\x18\x0e \x01(\t\x12\x13\n\x0bpreemptions\x18\x0f \x01(\x04\x12\x19\n\x11unbinding_workers\x18\x10 \x01(\r\x12\x15\n\rretried_tasks\x18\x11 \x01(\x04\x12\x19\n\x11\x64uplicate_results\x18\x12 \x01(\x04\x12\x19\n\x11\x64uplicate_batches\x18\x13 \x01(\x04\x12\x15\n\rdelayed_tasks\x18\x14 \x01(\x04\"v\n\x0bSessionInfo\x12$\n\x07session\x18\x01 \x01(\x0b\x32\x13.alpcrun.v1.Session\x12\'\n\x05stats\x18\x02 \x01(\x0b\x32\x18.alpcrun.v1.SessionStats\x12\x18\n\x10\x62ound_worker_ids\x18\x03 \x03(\t\"K\n\x13ListSessionsRequest\x12\x16\n\x0einclude_closed\x18\x01 \x01(\x08\x12\x0c\n\x04tags\x18\x02 \x03(\t\x12\x0e\n\x06\x61pp_id\x18\x03 \x01(\t\"A\n\x14ListSessionsResponse\x12)\n\x08sessions\x18\x01 \x03(\x0b\x32\x17.alpcrun.v1.SessionInfo\"\xe8\x02\n\nWorkerInfo\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04node\x18\x02 \x01(\t\x12\x0b\n\x03pod\x18\x03 \x01(\t\x12\x32\n\x06labels\x18\x04 \x03(\x0b\x32\".alpcrun.v1.WorkerInfo.LabelsEntry\x12&\n\x05state\x18\x05 \x01(\x0e\x32\x17.alpcrun.v1.WorkerState\x12\x12\n\nsession_id\x18\x06 \x01(\t\x12\x18\n\x10inflight_batches\x18\x07 \x01(\r\x12\x30\n\x0c\x63onnected_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12-\n\tlast_seen\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x19\n\x11\x63ompleted_batches\x18\n \x01(\x04\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\x14\n\x12ListWorkersRequest\">\n\x13ListWorkersResponse\x12\'\n\x07workers\x18\x01 \x03(\x0b\x32\x16.alpcrun.v1.WorkerInfo\"\x11\n\x0fGetStatsRequest\"\xba\x03\n\x05Stats\x12\x10\n\x08sessions\x18\x01 \x01(\r\x12\x0f\n\x07workers\x18\x02 \x01(\r\x12\x14\n\x0cidle_workers\x18\x03 \x01(\r\x12\x15\n\rbound_workers\x18\x04 \x01(\r\x12\x15\n\rpending_tasks\x18\x05 \x01(\x04\x12\x17\n\x0fsubmitted_tasks\x18\x06 \x01(\x04\x12\x17\n\x0f\x63ompleted_tasks\x18\x07 \x01(\x04\x12\x14\n\x0c\x66\x61iled_tasks\x18\x08 \x01(\x04\x12\x0f\n\x07version\x18\t \x01(\t\x12\x16\n\x0euptime_seconds\x18\n \x01(\x01\x12\x13\n\x0bpreemptions\x18\x0b \x01(\x04\x12\r\n\x05\x62inds\x18\x0c \x01(\x04\x12\x0f\n\x07unbinds\x18\r \x01(\x04\x12\x14\n\x0cworkers_lost\x18\x0e \x01(\x04\x12\x15\n\rretried_tasks\x18\x0f \x01(\x04\x12\x1a\n\x12timed_out_attempts\x18\x10 \x01(\x04\x12\x19\n\x11\x64uplicate_results\x18\x11 \x01(\x04\x12\x19\n\x11\x64uplicate_batches\x18\x12 \x01(\x04\x12\x14\n\x0c\x64\x65\x61\x64_letters\x18\x13 \x01(\x04\x12\x0f\n\x07journal\x18\x14 \x01(\x08\x32\xc3\x04\n\x05\x41\x64min\x12Q\n\x0cListSessions\x12\x1f.alpcrun.v1.ListSessionsRequest\x1a .alpcrun.v1.ListSessionsResponse\x12N\n\x0bListWorkers\x12\x1e.alpcrun.v1.ListWorkersRequest\x1a\x1f.alpcrun.v1.ListWorkersResponse\x12:\n\x08GetStats\x12\x1b.alpcrun.v1.GetStatsRequest\x1a\x11.alpcrun.v1.Stats\x12Z\n\x0fListDeadLetters\x12\".alpcrun.v1.ListDeadLettersRequest\x1a#.alpcrun.v1.ListDeadLettersResponse\x12I\n\rGetDeadLetter\x12 .alpcrun.v1.GetDeadLetterRequest\x1a\x16.alpcrun.v1.DeadLetter\x12Z\n\x13ResubmitDeadLetters\x12&.alpcrun.v1.ResubmitDeadLettersRequest\x1a\x1b.alpcrun.v1.DeadLetterCount\x12X\n\x12\x44iscardDeadLetters\x12%.alpcrun.v1.DiscardDeadLettersRequest\x1a\x1b.alpcrun.v1.DeadLetterCountB&Z$alpcrun.dev/api/alpcrun/v1;alpcrunv1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -37,26 +38,40 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['DESCRIPTOR']._serialized_options = b'Z$alpcrun.dev/api/alpcrun/v1;alpcrunv1'
   _globals['_WORKERINFO_LABELSENTRY']._loaded_options = None
   _globals['_WORKERINFO_LABELSENTRY']._serialized_options = b'8\001'
-  _globals['_SESSIONSTATS']._serialized_start=122
-  _globals['_SESSIONSTATS']._serialized_end=520
-  _globals['_SESSIONINFO']._serialized_start=522
-  _globals['_SESSIONINFO']._serialized_end=640
-  _globals['_LISTSESSIONSREQUEST']._serialized_start=642
-  _globals['_LISTSESSIONSREQUEST']._serialized_end=717
-  _globals['_LISTSESSIONSRESPONSE']._serialized_start=719
-  _globals['_LISTSESSIONSRESPONSE']._serialized_end=784
-  _globals['_WORKERINFO']._serialized_start=787
-  _globals['_WORKERINFO']._serialized_end=1147
-  _globals['_WORKERINFO_LABELSENTRY']._serialized_start=1102
-  _globals['_WORKERINFO_LABELSENTRY']._serialized_end=1147
-  _globals['_LISTWORKERSREQUEST']._serialized_start=1149
-  _globals['_LISTWORKERSREQUEST']._serialized_end=1169
-  _globals['_LISTWORKERSRESPONSE']._serialized_start=1171
-  _globals['_LISTWORKERSRESPONSE']._serialized_end=1233
-  _globals['_GETSTATSREQUEST']._serialized_start=1235
-  _globals['_GETSTATSREQUEST']._serialized_end=1252
-  _globals['_STATS']._serialized_start=1255
-  _globals['_STATS']._serialized_end=1531
-  _globals['_ADMIN']._serialized_start=1534
-  _globals['_ADMIN']._serialized_end=1764
+  _globals['_DEADLETTER']._serialized_start=146
+  _globals['_DEADLETTER']._serialized_end=273
+  _globals['_LISTDEADLETTERSREQUEST']._serialized_start=275
+  _globals['_LISTDEADLETTERSREQUEST']._serialized_end=374
+  _globals['_LISTDEADLETTERSRESPONSE']._serialized_start=376
+  _globals['_LISTDEADLETTERSRESPONSE']._serialized_end=477
+  _globals['_GETDEADLETTERREQUEST']._serialized_start=479
+  _globals['_GETDEADLETTERREQUEST']._serialized_end=538
+  _globals['_RESUBMITDEADLETTERSREQUEST']._serialized_start=540
+  _globals['_RESUBMITDEADLETTERSREQUEST']._serialized_end=630
+  _globals['_DISCARDDEADLETTERSREQUEST']._serialized_start=632
+  _globals['_DISCARDDEADLETTERSREQUEST']._serialized_end=697
+  _globals['_DEADLETTERCOUNT']._serialized_start=699
+  _globals['_DEADLETTERCOUNT']._serialized_end=750
+  _globals['_SESSIONSTATS']._serialized_start=753
+  _globals['_SESSIONSTATS']._serialized_end=1251
+  _globals['_SESSIONINFO']._serialized_start=1253
+  _globals['_SESSIONINFO']._serialized_end=1371
+  _globals['_LISTSESSIONSREQUEST']._serialized_start=1373
+  _globals['_LISTSESSIONSREQUEST']._serialized_end=1448
+  _globals['_LISTSESSIONSRESPONSE']._serialized_start=1450
+  _globals['_LISTSESSIONSRESPONSE']._serialized_end=1515
+  _globals['_WORKERINFO']._serialized_start=1518
+  _globals['_WORKERINFO']._serialized_end=1878
+  _globals['_WORKERINFO_LABELSENTRY']._serialized_start=1833
+  _globals['_WORKERINFO_LABELSENTRY']._serialized_end=1878
+  _globals['_LISTWORKERSREQUEST']._serialized_start=1880
+  _globals['_LISTWORKERSREQUEST']._serialized_end=1900
+  _globals['_LISTWORKERSRESPONSE']._serialized_start=1902
+  _globals['_LISTWORKERSRESPONSE']._serialized_end=1964
+  _globals['_GETSTATSREQUEST']._serialized_start=1966
+  _globals['_GETSTATSREQUEST']._serialized_end=1983
+  _globals['_STATS']._serialized_start=1986
+  _globals['_STATS']._serialized_end=2428
+  _globals['_ADMIN']._serialized_start=2431
+  _globals['_ADMIN']._serialized_end=3010
 # @@protoc_insertion_point(module_scope)

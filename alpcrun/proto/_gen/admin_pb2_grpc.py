@@ -49,6 +49,26 @@ class AdminStub:
                 request_serializer=alpcrun_dot_v1_dot_admin__pb2.GetStatsRequest.SerializeToString,
                 response_deserializer=alpcrun_dot_v1_dot_admin__pb2.Stats.FromString,
                 _registered_method=True)
+        self.ListDeadLetters = channel.unary_unary(
+                '/alpcrun.v1.Admin/ListDeadLetters',
+                request_serializer=alpcrun_dot_v1_dot_admin__pb2.ListDeadLettersRequest.SerializeToString,
+                response_deserializer=alpcrun_dot_v1_dot_admin__pb2.ListDeadLettersResponse.FromString,
+                _registered_method=True)
+        self.GetDeadLetter = channel.unary_unary(
+                '/alpcrun.v1.Admin/GetDeadLetter',
+                request_serializer=alpcrun_dot_v1_dot_admin__pb2.GetDeadLetterRequest.SerializeToString,
+                response_deserializer=alpcrun_dot_v1_dot_admin__pb2.DeadLetter.FromString,
+                _registered_method=True)
+        self.ResubmitDeadLetters = channel.unary_unary(
+                '/alpcrun.v1.Admin/ResubmitDeadLetters',
+                request_serializer=alpcrun_dot_v1_dot_admin__pb2.ResubmitDeadLettersRequest.SerializeToString,
+                response_deserializer=alpcrun_dot_v1_dot_admin__pb2.DeadLetterCount.FromString,
+                _registered_method=True)
+        self.DiscardDeadLetters = channel.unary_unary(
+                '/alpcrun.v1.Admin/DiscardDeadLetters',
+                request_serializer=alpcrun_dot_v1_dot_admin__pb2.DiscardDeadLettersRequest.SerializeToString,
+                response_deserializer=alpcrun_dot_v1_dot_admin__pb2.DeadLetterCount.FromString,
+                _registered_method=True)
 
 
 class AdminServicer:
@@ -72,6 +92,35 @@ class AdminServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListDeadLetters(self, request, context):
+        """Dead letters of a session, oldest first, in pages (payloads only when asked).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetDeadLetter(self, request, context):
+        """One dead letter with its payload; NOT_FOUND if the task is not dead-lettered.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ResubmitDeadLetters(self, request, context):
+        """Queue dead-lettered tasks again (all, or the ones named); they leave the dead-letter
+        queue. FAILED_PRECONDITION on a closed session.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DiscardDeadLetters(self, request, context):
+        """Drop dead-lettered tasks (all, or the ones named) for good.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AdminServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -89,6 +138,26 @@ def add_AdminServicer_to_server(servicer, server):
                     servicer.GetStats,
                     request_deserializer=alpcrun_dot_v1_dot_admin__pb2.GetStatsRequest.FromString,
                     response_serializer=alpcrun_dot_v1_dot_admin__pb2.Stats.SerializeToString,
+            ),
+            'ListDeadLetters': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListDeadLetters,
+                    request_deserializer=alpcrun_dot_v1_dot_admin__pb2.ListDeadLettersRequest.FromString,
+                    response_serializer=alpcrun_dot_v1_dot_admin__pb2.ListDeadLettersResponse.SerializeToString,
+            ),
+            'GetDeadLetter': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetDeadLetter,
+                    request_deserializer=alpcrun_dot_v1_dot_admin__pb2.GetDeadLetterRequest.FromString,
+                    response_serializer=alpcrun_dot_v1_dot_admin__pb2.DeadLetter.SerializeToString,
+            ),
+            'ResubmitDeadLetters': grpc.unary_unary_rpc_method_handler(
+                    servicer.ResubmitDeadLetters,
+                    request_deserializer=alpcrun_dot_v1_dot_admin__pb2.ResubmitDeadLettersRequest.FromString,
+                    response_serializer=alpcrun_dot_v1_dot_admin__pb2.DeadLetterCount.SerializeToString,
+            ),
+            'DiscardDeadLetters': grpc.unary_unary_rpc_method_handler(
+                    servicer.DiscardDeadLetters,
+                    request_deserializer=alpcrun_dot_v1_dot_admin__pb2.DiscardDeadLettersRequest.FromString,
+                    response_serializer=alpcrun_dot_v1_dot_admin__pb2.DeadLetterCount.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -172,6 +241,114 @@ class Admin:
             '/alpcrun.v1.Admin/GetStats',
             alpcrun_dot_v1_dot_admin__pb2.GetStatsRequest.SerializeToString,
             alpcrun_dot_v1_dot_admin__pb2.Stats.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListDeadLetters(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/alpcrun.v1.Admin/ListDeadLetters',
+            alpcrun_dot_v1_dot_admin__pb2.ListDeadLettersRequest.SerializeToString,
+            alpcrun_dot_v1_dot_admin__pb2.ListDeadLettersResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetDeadLetter(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/alpcrun.v1.Admin/GetDeadLetter',
+            alpcrun_dot_v1_dot_admin__pb2.GetDeadLetterRequest.SerializeToString,
+            alpcrun_dot_v1_dot_admin__pb2.DeadLetter.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ResubmitDeadLetters(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/alpcrun.v1.Admin/ResubmitDeadLetters',
+            alpcrun_dot_v1_dot_admin__pb2.ResubmitDeadLettersRequest.SerializeToString,
+            alpcrun_dot_v1_dot_admin__pb2.DeadLetterCount.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DiscardDeadLetters(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/alpcrun.v1.Admin/DiscardDeadLetters',
+            alpcrun_dot_v1_dot_admin__pb2.DiscardDeadLettersRequest.SerializeToString,
+            alpcrun_dot_v1_dot_admin__pb2.DeadLetterCount.FromString,
             options,
             channel_credentials,
             insecure,

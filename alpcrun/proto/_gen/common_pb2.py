@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17\x61lpcrun/v1/common.proto\x12\nalpcrun.v1\"S\n\tTaskError\x12\x0f\n\x07message\x18\x01 \x01(\t\x12\x0c\n\x04type\x18\x02 \x01(\t\x12\'\n\x06reason\x18\x03 \x01(\x0e\x32\x17.alpcrun.v1.ErrorReason\"E\n\nPayloadRef\x12\x12\n\npayload_id\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\x04\x12\x12\n\nsize_bytes\x18\x03 \x01(\x04\"\x80\x01\n\x04Task\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0f\n\x07payload\x18\x02 \x01(\x0c\x12$\n\x04refs\x18\x03 \x03(\x0b\x32\x16.alpcrun.v1.PayloadRef\x12$\n\x05\x65rror\x18\x04 \x01(\x0b\x32\x15.alpcrun.v1.TaskError\x12\x0f\n\x07\x61ttempt\x18\x05 \x01(\r\"\xb3\x01\n\x05\x42\x61tch\x12\n\n\x02id\x18\x01 \x01(\t\x12\x12\n\nsession_id\x18\x02 \x01(\t\x12\x10\n\x08priority\x18\x03 \x01(\x05\x12\x1f\n\x05tasks\x18\x04 \x03(\x0b\x32\x10.alpcrun.v1.Task\x12\x17\n\x0fuse_shared_data\x18\x05 \x01(\x08\x12)\n!required_shared_data_update_level\x18\x06 \x01(\r\x12\x13\n\x0b\x64ispatch_id\x18\x07 \x01(\x04*\x9b\x01\n\x0b\x45rrorReason\x12\x1c\n\x18\x45RROR_REASON_UNSPECIFIED\x10\x00\x12\x16\n\x12\x45RROR_REASON_ERROR\x10\x01\x12\x1c\n\x18\x45RROR_REASON_WORKER_LOST\x10\x02\x12\x18\n\x14\x45RROR_REASON_TIMEOUT\x10\x03\x12\x1e\n\x1a\x45RROR_REASON_NON_RETRYABLE\x10\x04\x42&Z$alpcrun.dev/api/alpcrun/v1;alpcrunv1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17\x61lpcrun/v1/common.proto\x12\nalpcrun.v1\"k\n\tTaskError\x12\x0f\n\x07message\x18\x01 \x01(\t\x12\x0c\n\x04type\x18\x02 \x01(\t\x12\'\n\x06reason\x18\x03 \x01(\x0e\x32\x17.alpcrun.v1.ErrorReason\x12\x16\n\x0eretry_after_ms\x18\x04 \x01(\r\"E\n\nPayloadRef\x12\x12\n\npayload_id\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\x04\x12\x12\n\nsize_bytes\x18\x03 \x01(\x04\"\x80\x01\n\x04Task\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0f\n\x07payload\x18\x02 \x01(\x0c\x12$\n\x04refs\x18\x03 \x03(\x0b\x32\x16.alpcrun.v1.PayloadRef\x12$\n\x05\x65rror\x18\x04 \x01(\x0b\x32\x15.alpcrun.v1.TaskError\x12\x0f\n\x07\x61ttempt\x18\x05 \x01(\r\"\xb3\x01\n\x05\x42\x61tch\x12\n\n\x02id\x18\x01 \x01(\t\x12\x12\n\nsession_id\x18\x02 \x01(\t\x12\x10\n\x08priority\x18\x03 \x01(\x05\x12\x1f\n\x05tasks\x18\x04 \x03(\x0b\x32\x10.alpcrun.v1.Task\x12\x17\n\x0fuse_shared_data\x18\x05 \x01(\x08\x12)\n!required_shared_data_update_level\x18\x06 \x01(\r\x12\x13\n\x0b\x64ispatch_id\x18\x07 \x01(\x04*\x9b\x01\n\x0b\x45rrorReason\x12\x1c\n\x18\x45RROR_REASON_UNSPECIFIED\x10\x00\x12\x16\n\x12\x45RROR_REASON_ERROR\x10\x01\x12\x1c\n\x18\x45RROR_REASON_WORKER_LOST\x10\x02\x12\x18\n\x14\x45RROR_REASON_TIMEOUT\x10\x03\x12\x1e\n\x1a\x45RROR_REASON_NON_RETRYABLE\x10\x04\x42&Z$alpcrun.dev/api/alpcrun/v1;alpcrunv1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -32,14 +32,14 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'alpcrun.v1.common_pb2', _gl
 if not _descriptor._USE_C_DESCRIPTORS:
   _globals['DESCRIPTOR']._loaded_options = None
   _globals['DESCRIPTOR']._serialized_options = b'Z$alpcrun.dev/api/alpcrun/v1;alpcrunv1'
-  _globals['_ERRORREASON']._serialized_start=509
-  _globals['_ERRORREASON']._serialized_end=664
+  _globals['_ERRORREASON']._serialized_start=533
+  _globals['_ERRORREASON']._serialized_end=688
   _globals['_TASKERROR']._serialized_start=39
-  _globals['_TASKERROR']._serialized_end=122
-  _globals['_PAYLOADREF']._serialized_start=124
-  _globals['_PAYLOADREF']._serialized_end=193
-  _globals['_TASK']._serialized_start=196
-  _globals['_TASK']._serialized_end=324
-  _globals['_BATCH']._serialized_start=327
-  _globals['_BATCH']._serialized_end=506
+  _globals['_TASKERROR']._serialized_end=146
+  _globals['_PAYLOADREF']._serialized_start=148
+  _globals['_PAYLOADREF']._serialized_end=217
+  _globals['_TASK']._serialized_start=220
+  _globals['_TASK']._serialized_end=348
+  _globals['_BATCH']._serialized_start=351
+  _globals['_BATCH']._serialized_end=530
 # @@protoc_insertion_point(module_scope)

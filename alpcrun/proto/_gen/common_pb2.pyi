@@ -64,21 +64,27 @@ class TaskError(_message.Message):
     MESSAGE_FIELD_NUMBER: _builtins.int
     TYPE_FIELD_NUMBER: _builtins.int
     REASON_FIELD_NUMBER: _builtins.int
+    RETRY_AFTER_MS_FIELD_NUMBER: _builtins.int
     message: _builtins.str
     """Human-readable error text (the exception message)."""
     type: _builtins.str
     """Error type name (for Python workers, the exception class name)."""
     reason: Global___ErrorReason.ValueType
+    retry_after_ms: _builtins.int
+    """With ERROR_REASON_ERROR: the worker asks that the next attempt start no sooner than
+    this many milliseconds later (Retry(after=...) in the Python worker SDK). 0: at once.
+    """
     def __init__(
         self,
         *,
         message: _builtins.str = ...,
         type: _builtins.str = ...,
         reason: Global___ErrorReason.ValueType = ...,
+        retry_after_ms: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["message", b"message", "reason", b"reason", "type", b"type"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["message", b"message", "reason", b"reason", "retry_after_ms", b"retry_after_ms", "type", b"type"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -130,14 +136,18 @@ class Task(_message.Message):
     payload: _builtins.bytes
     """Opaque input (on submit) or output (on result) bytes."""
     attempt: _builtins.int
-    """1-based attempt number on dispatch; 0 means first attempt."""
+    """On dispatch: the 1-based attempt number, 0 meaning the first attempt. On a
+    dead letter: the attempts made.
+    """
     @_builtins.property
     def refs(self) -> _containers.RepeatedCompositeFieldContainer[Global___PayloadRef]:
         """Optional references to large data in the payload store."""
 
     @_builtins.property
     def error(self) -> Global___TaskError:
-        """Set on a result when the attempt failed; payload is then empty."""
+        """Set on a result when the attempt failed; payload is then empty. On a dead
+        letter: the last attempt's error, with the input payload kept.
+        """
 
     def __init__(
         self,

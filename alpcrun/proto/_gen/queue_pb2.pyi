@@ -289,6 +289,7 @@ class WorkerInstruction(_message.Message):
     SESSION_ID_FIELD_NUMBER: _builtins.int
     MAX_INFLIGHT_BATCHES_FIELD_NUMBER: _builtins.int
     HEARTBEAT_INTERVAL_MS_FIELD_NUMBER: _builtins.int
+    TASK_TIMEOUT_MS_FIELD_NUMBER: _builtins.int
     type: Global___WorkerInstruction.Type.ValueType
     worker_id: _builtins.str
     session_id: _builtins.str
@@ -296,6 +297,10 @@ class WorkerInstruction(_message.Message):
     """With BIND: the session's flow-control window."""
     heartbeat_interval_ms: _builtins.int
     """With REGISTERED: the heartbeat interval the worker must keep, in ms."""
+    task_timeout_ms: _builtins.int
+    """With BIND: the session's task_timeout in ms (0: none). The worker fails a task
+    that runs longer with ERROR_REASON_TIMEOUT; the queue manager enforces it too.
+    """
     def __init__(
         self,
         *,
@@ -304,10 +309,11 @@ class WorkerInstruction(_message.Message):
         session_id: _builtins.str = ...,
         max_inflight_batches: _builtins.int = ...,
         heartbeat_interval_ms: _builtins.int = ...,
+        task_timeout_ms: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["heartbeat_interval_ms", b"heartbeat_interval_ms", "max_inflight_batches", b"max_inflight_batches", "session_id", b"session_id", "type", b"type", "worker_id", b"worker_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["heartbeat_interval_ms", b"heartbeat_interval_ms", "max_inflight_batches", b"max_inflight_batches", "session_id", b"session_id", "task_timeout_ms", b"task_timeout_ms", "type", b"type", "worker_id", b"worker_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -119,7 +119,9 @@ class QueueServicer:
         raise NotImplementedError('Method not implemented!')
 
     def ClientStreamDeadLetters(self, request, context):
-        """Server stream of the session's dead letters (a snapshot), in batches.
+        """Server stream of the session's dead letters (a snapshot), in batches. Each
+        task is the input task (payload kept) with `error` (reason and last error)
+        and `attempt` (attempts made) set.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -53,7 +53,10 @@ class QueueStub:
     in the dead-letter queue). Metadata `sessionid` is required.
     """
     ClientStreamDeadLetters: _grpc.UnaryStreamMultiCallable[_queue_pb2.DeadLettersRequest, _common_pb2.Batch]
-    """Server stream of the session's dead letters (a snapshot), in batches."""
+    """Server stream of the session's dead letters (a snapshot), in batches. Each
+    task is the input task (payload kept) with `error` (reason and last error)
+    and `attempt` (attempts made) set.
+    """
     WorkerUpdate: _grpc.StreamStreamMultiCallable[_queue_pb2.WorkerStatus, _queue_pb2.WorkerInstruction]
     """Bidi: worker registration and heartbeats up, instructions down."""
     WorkerStream: _grpc.StreamStreamMultiCallable[_common_pb2.Batch, _common_pb2.Batch]
@@ -79,7 +82,10 @@ class QueueAsyncStub(QueueStub):
     in the dead-letter queue). Metadata `sessionid` is required.
     """
     ClientStreamDeadLetters: _aio.UnaryStreamMultiCallable[_queue_pb2.DeadLettersRequest, _common_pb2.Batch]  # type: ignore[assignment]
-    """Server stream of the session's dead letters (a snapshot), in batches."""
+    """Server stream of the session's dead letters (a snapshot), in batches. Each
+    task is the input task (payload kept) with `error` (reason and last error)
+    and `attempt` (attempts made) set.
+    """
     WorkerUpdate: _aio.StreamStreamMultiCallable[_queue_pb2.WorkerStatus, _queue_pb2.WorkerInstruction]  # type: ignore[assignment]
     """Bidi: worker registration and heartbeats up, instructions down."""
     WorkerStream: _aio.StreamStreamMultiCallable[_common_pb2.Batch, _common_pb2.Batch]  # type: ignore[assignment]
@@ -138,7 +144,10 @@ class QueueServicer(metaclass=_abc_1.ABCMeta):
         request: _queue_pb2.DeadLettersRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_abc.Iterator[_common_pb2.Batch], _abc.AsyncIterator[_common_pb2.Batch]]:
-        """Server stream of the session's dead letters (a snapshot), in batches."""
+        """Server stream of the session's dead letters (a snapshot), in batches. Each
+        task is the input task (payload kept) with `error` (reason and last error)
+        and `attempt` (attempts made) set.
+        """
 
     @_abc_1.abstractmethod
     def WorkerUpdate(

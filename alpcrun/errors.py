@@ -11,12 +11,15 @@ Every error alpcrun raises derives from :class:`AlpcrunError`::
     ├── SessionError
     │   ├── SessionNotFound         unknown session id
     │   ├── SessionClosed           the session refuses new work
-    │   └── SessionExists           duplicate create
+    │   ├── SessionExists           duplicate create
+    │   └── SessionLost             the queue manager forgot a session this client was using
     ├── WorkerNotFound              unknown worker id, or not bound to that session
+    ├── NotFound                    another named thing is unknown (.field names it)
     ├── ResourceExhausted           a queue, quota or size limit is full
     ├── TaskFailed                  a task ended in the dead-letter queue (.reason, .error_type)
     └── TransportError              the grid could not be reached or answered badly
         ├── Unavailable             server down, restarting or shutting down
+        │   └── ReconnectFailed     the client gave up reconnecting (reconnect_timeout)
         └── DeadlineExceeded        the call timed out
 
 Servers raise these; ``alpcrun.proto.status`` maps them to gRPC status codes in one
@@ -74,8 +77,43 @@ class SessionExists(SessionError):
     """A session with this id already exists."""
 
 
+class SessionLost(SessionError):
+    """The queue manager no longer knows a session this client had open.
+
+    Raised by the client SDK when, after a lost connection, the queue manager answers
+    ``NOT_FOUND`` for a session it created or attached earlier: the queue manager restarted
+    without a journal (its state is in memory only) or the session expired meanwhile. Tasks
+    still pending on the session will never get results.
+
+    Attributes:
+        session_id: The lost session's id.
+    """
+
+    def __init__(self, session_id: str, detail: str = "") -> None:
+        message = (
+            f"session {session_id} was lost: the queue manager no longer knows it (it "
+            "restarted without a journal, or the session expired); pending tasks will not "
+            "complete, submit them to a new session"
+        )
+        super().__init__(f"{message} ({detail})" if detail else message)
+        self.session_id = session_id
+
+
 class WorkerNotFound(AlpcrunError):
     """The worker id is unknown, or the worker is not bound to the session."""
+
+
+class NotFound(AlpcrunError):
+    """A named thing other than a session or worker is unknown (a dispatch, a dead letter).
+
+    Args:
+        message: What was not found.
+        field: Dotted name of the request field that named it.
+    """
+
+    def __init__(self, message: str, *, field: str = "") -> None:
+        super().__init__(message)
+        self.field = field
 
 
 class ResourceExhausted(AlpcrunError):
@@ -106,6 +144,24 @@ class Unavailable(TransportError):
     """The server is down, restarting or shutting down."""
 
 
+class ReconnectFailed(Unavailable):
+    """The client SDK gave up reconnecting to the queue manager.
+
+    Raised after the connection (or a call) failed with a retryable error and no attempt to
+    reach the queue manager again succeeded within the client's ``reconnect_timeout``. The
+    last error is chained as ``__cause__``.
+
+    Attributes:
+        address: The queue manager address the client dialed.
+        attempts: Reconnect attempts made.
+    """
+
+    def __init__(self, message: str, *, address: str = "", attempts: int = 0) -> None:
+        super().__init__(message)
+        self.address = address
+        self.attempts = attempts
+
+
 class DeadlineExceeded(TransportError):
     """The call did not complete in time."""
 
@@ -117,10 +173,12 @@ __all__ = [
     "DeadlineExceeded",
     "InvalidArgument",
     "PermissionDenied",
+    "ReconnectFailed",
     "ResourceExhausted",
     "SessionClosed",
     "SessionError",
     "SessionExists",
+    "SessionLost",
     "SessionNotFound",
     "TaskFailed",
     "TransportError",

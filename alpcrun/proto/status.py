@@ -22,6 +22,7 @@ _TO_CODE: tuple[tuple[type[errors.AlpcrunError], grpc.StatusCode], ...] = (
     (errors.PermissionDenied, grpc.StatusCode.PERMISSION_DENIED),
     (errors.SessionNotFound, grpc.StatusCode.NOT_FOUND),
     (errors.WorkerNotFound, grpc.StatusCode.NOT_FOUND),
+    (errors.NotFound, grpc.StatusCode.NOT_FOUND),
     (errors.SessionExists, grpc.StatusCode.ALREADY_EXISTS),
     (errors.SessionClosed, grpc.StatusCode.FAILED_PRECONDITION),
     (errors.ResourceExhausted, grpc.StatusCode.RESOURCE_EXHAUSTED),
@@ -43,13 +44,18 @@ _FROM_CODE: dict[grpc.StatusCode, type[errors.AlpcrunError]] = {
 }
 
 
+_CORE_TRANSPORT_FAILURES = frozenset({"Internal error from Core"})
+"""Details of the ``INTERNAL`` status the gRPC core makes up when a connection breaks while a
+call is writing (no server sent it): a dropped connection, so read as ``Unavailable``."""
+
+
 def to_status(exc: errors.AlpcrunError) -> tuple[grpc.StatusCode, str, tuple[tuple[str, str], ...]]:
     """Map a domain error to (status code, details, trailing metadata)."""
     for cls, code in _TO_CODE:
         if isinstance(exc, cls):
             trailers: tuple[tuple[str, str], ...] = ()
             message = str(exc)
-            if isinstance(exc, errors.InvalidArgument) and exc.field:
+            if isinstance(exc, errors.InvalidArgument | errors.NotFound) and exc.field:
                 trailers = ((MD_ERROR_FIELD, exc.field),)
                 if not message.startswith(exc.field):
                     message = f"{exc.field}: {message}"
@@ -72,6 +78,8 @@ def from_rpc_error(err: grpc.RpcError) -> errors.AlpcrunError:
     """Map a failed call's status back to the matching domain error."""
     code: grpc.StatusCode = err.code() if hasattr(err, "code") else grpc.StatusCode.UNKNOWN
     details: str = (err.details() if hasattr(err, "details") else "") or code.name
+    if code == grpc.StatusCode.INTERNAL and details in _CORE_TRANSPORT_FAILURES:
+        return errors.Unavailable(f"connection lost ({details})")
     cls = _FROM_CODE.get(code, errors.TransportError)
     if cls is errors.InvalidArgument:
         field = ""

@@ -1,35 +1,75 @@
-"""grpc.aio servicer of alpcrun.v1.Admin: read-only views of sessions, workers and totals."""
+"""grpc.aio servicer of alpcrun.v1.Admin: views of sessions, workers and totals; dead letters."""
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import grpc.aio
 
 from alpcrun import __version__
+from alpcrun.constants import MAX_ID_LENGTH
+from alpcrun.errors import AlpcrunError, InvalidArgument, NotFound
 from alpcrun.proto import (
     AdminServicer,
+    DeadLetter,
+    DeadLetterCount,
+    DiscardDeadLettersRequest,
+    GetDeadLetterRequest,
     GetStatsRequest,
+    ListDeadLettersRequest,
+    ListDeadLettersResponse,
     ListSessionsRequest,
     ListSessionsResponse,
     ListWorkersRequest,
     ListWorkersResponse,
+    ResubmitDeadLettersRequest,
     Stats,
 )
-from alpcrun.queue_manager.convert import session_info, worker_info
+from alpcrun.proto.status import abort_with
+from alpcrun.queue_manager.convert import dead_letter, session_info, worker_info
 from alpcrun.queue_manager.core import QueueCore
 from alpcrun.queue_manager.explain import Explainer
 from alpcrun.queue_manager.scheduler import UnbindReason
 
 Context = grpc.aio.ServicerContext[Any, Any]
+_DEFAULT_PAGE = 100
+_MAX_PAGE = 10_000
+_MAX_NAMED = 100_000
+"""Most task ids one resubmit or discard request may name."""
+
+
+async def _no_sync() -> None:
+    return None
+
+
+def _task_ids(ids: list[str]) -> list[str] | None:
+    if len(ids) > _MAX_NAMED:
+        raise InvalidArgument(f"at most {_MAX_NAMED} ids per request", field="task_ids")
+    if any(not i or len(i) > MAX_ID_LENGTH for i in ids):
+        raise InvalidArgument(f"each id must be 1..{MAX_ID_LENGTH} chars", field="task_ids")
+    return ids or None
 
 
 class AdminService(AdminServicer):
-    """Admin views over a :class:`QueueCore`."""
+    """Admin views and dead-letter tooling over a :class:`QueueCore`.
 
-    def __init__(self, core: QueueCore, started_monotonic: float) -> None:
+    Args:
+        core: The core.
+        started_monotonic: When the queue manager started (for uptime).
+        sync: Awaited after a change before answering (the journal's write), so an answered
+            resubmit or discard survives a crash.
+    """
+
+    def __init__(
+        self,
+        core: QueueCore,
+        started_monotonic: float,
+        sync: Callable[[], Awaitable[None]] = _no_sync,
+    ) -> None:
         self.core = core
         self.started = started_monotonic
+        self._sync = sync
 
     async def ListSessions(
         self, request: ListSessionsRequest, context: Context
@@ -75,4 +115,74 @@ class AdminService(AdminServicer):
             preemptions=dict(st.unbinds_by_reason).get(UnbindReason.PREEMPTED.value, 0),
             binds=st.binds,
             unbinds=st.unbinds,
+            workers_lost=self.core.workers_lost,
+            retried_tasks=st.retried_tasks,
+            timed_out_attempts=st.timed_out_attempts,
+            duplicate_results=st.duplicate_results,
+            duplicate_batches=st.duplicate_batches,
+            dead_letters=st.dead_letters,
+            journal=self.core.journal.enabled,
         )
+
+    # ------------------------------------------------------------------ dead letters
+    async def ListDeadLetters(
+        self, request: ListDeadLettersRequest, context: Context
+    ) -> ListDeadLettersResponse:
+        """A page of a session's dead letters, oldest first."""
+        try:
+            record = self.core.session(request.session_id)
+            if request.limit > _MAX_PAGE:
+                raise InvalidArgument(f"at most {_MAX_PAGE}", field="limit")
+        except AlpcrunError as exc:
+            await abort_with(context, exc)
+        entries, next_after = record.dead_letters.page(
+            request.after, request.limit or _DEFAULT_PAGE
+        )
+        return ListDeadLettersResponse(
+            letters=[dead_letter(record.id, e, payload=request.include_payload) for e in entries],
+            total=len(record.dead_letters),
+            next_after=next_after,
+        )
+
+    async def GetDeadLetter(self, request: GetDeadLetterRequest, context: Context) -> DeadLetter:
+        """One dead letter with its payload."""
+        try:
+            record = self.core.session(request.session_id)
+            entry = record.dead_letters.get(request.task_id)
+            if entry is None:
+                raise NotFound(
+                    f"task {request.task_id[:MAX_ID_LENGTH]!r} is not a dead letter of "
+                    f"session {record.id}",
+                    field="task_id",
+                )
+        except AlpcrunError as exc:
+            await abort_with(context, exc)
+        return dead_letter(record.id, entry, payload=True)
+
+    async def ResubmitDeadLetters(
+        self, request: ResubmitDeadLettersRequest, context: Context
+    ) -> DeadLetterCount:
+        """Queue dead letters again."""
+        try:
+            count, missing = self.core.resubmit_dead_letters(
+                request.session_id,
+                _task_ids(list(request.task_ids)),
+                reset_attempts=request.reset_attempts,
+            )
+        except AlpcrunError as exc:
+            await abort_with(context, exc)
+        await self._sync()
+        return DeadLetterCount(count=count, not_found=missing)
+
+    async def DiscardDeadLetters(
+        self, request: DiscardDeadLettersRequest, context: Context
+    ) -> DeadLetterCount:
+        """Drop dead letters for good."""
+        try:
+            count, missing = self.core.discard_dead_letters(
+                request.session_id, _task_ids(list(request.task_ids))
+            )
+        except AlpcrunError as exc:
+            await abort_with(context, exc)
+        await self._sync()
+        return DeadLetterCount(count=count, not_found=missing)

@@ -4,7 +4,16 @@ from __future__ import annotations
 
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from alpcrun.proto import Session, SessionInfo, SessionStats, WorkerInfo, WorkerState
+from alpcrun.proto import (
+    DeadLetter,
+    Session,
+    SessionInfo,
+    SessionStats,
+    Task,
+    WorkerInfo,
+    WorkerState,
+)
+from alpcrun.queue_manager.deadletters import DeadLetterEntry
 from alpcrun.queue_manager.explain import Waiting
 from alpcrun.queue_manager.records import SessionRecord, WorkerPhase, WorkerRecord
 from alpcrun.queue_manager.stats import session_statistics
@@ -38,6 +47,10 @@ def session_info(record: SessionRecord, waiting: Waiting | None = None) -> Sessi
             inflight_tasks=st.inflight_tasks,
             buffered_results=st.buffered_results,
             dead_letters=st.dead_letters,
+            retried_tasks=st.retried,
+            duplicate_results=st.duplicate_results,
+            duplicate_batches=st.duplicate_batches,
+            delayed_tasks=st.delayed_tasks,
             submitted_tasks=st.submitted,
             completed_tasks=st.completed,
             failed_tasks=st.failed,
@@ -72,4 +85,14 @@ def worker_info(worker: WorkerRecord, now_monotonic: float, now_wall: float) -> 
         connected_at=_timestamp(worker.connected_at),
         last_seen=_timestamp(now_wall - (now_monotonic - worker.last_seen)),
         completed_batches=worker.completed_batches,
+    )
+
+
+def dead_letter(session_id: str, entry: DeadLetterEntry, *, payload: bool) -> DeadLetter:
+    """A dead letter as the admin API returns it (the input payload only when asked)."""
+    task = entry.task
+    if not payload and (task.payload or task.refs):
+        task = Task(id=task.id, error=task.error, attempt=task.attempt)
+    return DeadLetter(
+        session_id=session_id, batch_id=entry.batch_id, task=task, dead_at=_timestamp(entry.dead_at)
     )

@@ -1,21 +1,22 @@
-"""The queue manager's sans-I/O core: sessions, dispatch, results, dead letters, binding.
+"""The queue manager's sans-I/O core: sessions, workers, binding and the tick.
 
 Every method is synchronous and non-blocking; connections are reached only through the
-outlets of :mod:`alpcrun.queue_manager.outlets`. The gRPC shell calls in on events and on
-the scheduler tick; tests drive it with a fake clock and recording outlets.
+outlets of :mod:`alpcrun.queue_manager.outlets`, durability only through a
+:class:`~alpcrun.queue_manager.journal.Journal`. The gRPC shell calls in on events and on
+the scheduler tick; tests drive it with a fake clock and recording outlets. The task data
+path (dispatch, attempts, results, dead letters) is :mod:`alpcrun.queue_manager.delivery`.
 """
 
 from __future__ import annotations
 
 import itertools
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
 
 from ulid import ULID
 
 from alpcrun._clock import Clock, MonotonicClock
 from alpcrun.constants import MAX_ID_LENGTH
-from alpcrun.errors import InvalidArgument, SessionClosed, SessionNotFound, WorkerNotFound
+from alpcrun.errors import SessionClosed, SessionNotFound, WorkerNotFound
 from alpcrun.proto import (
     Batch,
     SessionAttributes,
@@ -24,6 +25,10 @@ from alpcrun.proto import (
     WorkerRegistration,
 )
 from alpcrun.queue_manager.attributes import SessionConfig, apply, resolve_new
+from alpcrun.queue_manager.deadletters import DeadLetterEntry
+from alpcrun.queue_manager.delivery import LOST_ERROR, Delivery
+from alpcrun.queue_manager.journal import Journal, NullJournal
+from alpcrun.queue_manager.limits import CoreLimits
 from alpcrun.queue_manager.outlets import ClientOutlet, WorkerControl, WorkerData
 from alpcrun.queue_manager.queues import QueuedBatch, TaskQueue
 from alpcrun.queue_manager.records import SessionRecord, WorkerPhase, WorkerRecord
@@ -31,31 +36,11 @@ from alpcrun.queue_manager.scheduler import Action, Bind, Scheduler, Unbind, Unb
 from alpcrun.queue_manager.stats import CoreStatistics, collect
 
 _INSTR = WorkerInstruction
+_RESUBMIT_BATCH = 100
+"""Tasks per batch when dead letters are resubmitted."""
 
 
-@dataclass(frozen=True, slots=True)
-class CoreLimits:
-    """Bounds and timings the core enforces (from QueueManagerSettings)."""
-
-    buffer_size: int = 10_000
-    """Queued batches per session before its client stream is paused."""
-    max_pending_bytes: int = 1 << 30
-    """Queued bytes per session before its client stream is paused."""
-    max_buffered_results: int = 10_000
-    """Undelivered result batches per session before dispatch for it pauses."""
-    worker_timeout_s: float = 60.0
-    """Heartbeat age after which a worker is lost."""
-    heartbeat_interval_s: float = 5.0
-    """Heartbeat interval asked of workers."""
-    session_retention_s: float = 300.0
-    """How long closed sessions stay visible."""
-    session_expiry_s: float = 3600.0
-    """A session without client, work or activity for this long is closed; 0 means never."""
-    default_fifo: bool = False
-    """Queue type of sessions that do not choose one."""
-
-
-class QueueCore:
+class QueueCore(Delivery):
     """Sessions, workers and the batch data path, without I/O."""
 
     def __init__(
@@ -64,15 +49,18 @@ class QueueCore:
         limits: CoreLimits | None = None,
         clock: Clock | None = None,
         scheduler: Scheduler | None = None,
+        journal: Journal | None = None,
         on_schedule_needed: Callable[[], None] = lambda: None,
     ) -> None:
         self.limits = limits or CoreLimits()
         self.clock = clock or MonotonicClock()
         self.scheduler = scheduler or Scheduler()
+        self.journal = journal or NullJournal()
         self._on_schedule_needed = on_schedule_needed
         self.sessions: dict[str, SessionRecord] = {}
         self.workers: dict[str, WorkerRecord] = {}
         self._dispatch_ids = itertools.count(1)
+        self._keys = itertools.count(1)
         self._session_seq = itertools.count(1)
         self.dispatched_batches = 0
         self.binds = 0
@@ -83,6 +71,10 @@ class QueueCore:
         self.total_submitted = 0
         self.total_completed = 0
         self.total_failed = 0
+        self.retried_tasks = 0
+        self.timed_out_attempts = 0
+        self.duplicate_results = 0
+        self.duplicate_batches = 0
 
     # ------------------------------------------------------------------ sessions
     def create_session(self, attrs: SessionAttributes) -> SessionRecord:
@@ -98,7 +90,17 @@ class QueueCore:
             seq=next(self._session_seq),
         )
         self.sessions[sid] = record
+        self.journal.session_changed(record)
         return record
+
+    def adopt_session(self, record: SessionRecord) -> None:
+        """Take in a session recovered from the journal (before serving)."""
+        self.sessions[record.id] = record
+        record.seq = next(self._session_seq)
+
+    def reserve_keys(self, last_key: int) -> None:
+        """Number new queued batches after ``last_key`` (recovered ones keep theirs)."""
+        self._keys = itertools.count(last_key + 1)
 
     def session(self, session_id: str) -> SessionRecord:
         """The session with this id, or SessionNotFound."""
@@ -119,6 +121,7 @@ class QueueCore:
         record = self.open_session(session_id)
         config: SessionConfig = apply(record.config, attrs)
         record.config = config
+        self.journal.session_changed(record)
         record.queue.set_fifo(config.fifo)
         for w in record.workers.values():
             w.window = config.max_inflight_batches_per_worker
@@ -135,8 +138,13 @@ class QueueCore:
         record.state = SessionState.SESSION_STATE_CLOSED
         record.close_reason = reason
         record.closed_at = self.clock.monotonic()
-        discarded = sum(item.ntasks for item in record.queue.drain())
+        drained = record.queue.drain() + [item for _, _, item in record.delayed]
+        record.delayed.clear()
+        for item in drained:
+            self.journal.batch_removed(item)
+        discarded = sum(item.ntasks for item in drained)
         record.discarded += discarded + record.inflight_tasks
+        self.journal.session_changed(record)
         for w in list(record.workers.values()):
             if w.phase is WorkerPhase.BOUND:
                 self._unbind(w, record, UnbindReason.CLOSED)
@@ -170,46 +178,63 @@ class QueueCore:
         if record.config.cleanup_on_client_exit and not record.closed:
             self.close_session(session_id, "client_exit")
 
-    def submit(self, record: SessionRecord, batch: Batch) -> None:
-        """Queue a client batch (validated; the tasks are not unpacked)."""
-        if record.closed:
-            raise SessionClosed(f"session {record.id} is closed")
-        if not batch.id or len(batch.id) > MAX_ID_LENGTH:
-            raise InvalidArgument(f"required, 1..{MAX_ID_LENGTH} chars", field="batch.id")
-        if batch.session_id and batch.session_id != record.id:
-            raise InvalidArgument("does not match the stream's sessionid", field="batch.session_id")
-        ntasks = len(batch.tasks)
-        if ntasks == 0:
-            raise InvalidArgument("a batch needs at least one task", field="batch.tasks")
-        batch.session_id = record.id
-        record.queue.push(QueuedBatch(batch, ntasks, batch.ByteSize(), batch.priority))
-        record.submitted += ntasks
-        self.total_submitted += ntasks
+    # ------------------------------------------------------------------ dead letters
+    def resubmit_dead_letters(
+        self, session_id: str, task_ids: list[str] | None, *, reset_attempts: bool
+    ) -> tuple[int, list[str]]:
+        """Queue dead letters again (all when ``task_ids`` is None); they leave the queue.
+
+        Without ``reset_attempts`` a task keeps its attempt count but gets at least one more
+        attempt. Returns how many were resubmitted and the named ids that were not letters.
+        """
+        record = self.open_session(session_id)
+        taken, missing = record.dead_letters.take(task_ids)
+        if not taken:
+            return 0, missing
+        cap = record.config.max_attempts - 1
+        groups: dict[tuple[int, int, bool, int], list[DeadLetterEntry]] = {}
+        for entry in taken:
+            used = 0 if reset_attempts else min(entry.task.attempt, cap)
+            key = (used, entry.priority, entry.use_shared_data, entry.shared_level)
+            groups.setdefault(key, []).append(entry)
+        for (used, priority, shared, level), entries in groups.items():
+            for start in range(0, len(entries), _RESUBMIT_BATCH):
+                chunk = entries[start : start + _RESUBMIT_BATCH]
+                batch = Batch(
+                    id=f"resubmit-{ULID()}",
+                    session_id=record.id,
+                    priority=priority,
+                    use_shared_data=shared,
+                    required_shared_data_update_level=level,
+                )
+                for entry in chunk:
+                    task = batch.tasks.add()
+                    task.CopyFrom(entry.task)
+                    task.ClearField("error")
+                    task.attempt = 0
+                item = QueuedBatch(
+                    batch, len(chunk), batch.ByteSize(), priority, next(self._keys), used
+                )
+                record.known[batch.id] = item.ntasks
+                record.queue.push(item)
+                self.journal.batch_added(record, item)
+        record.failed -= len(taken)
+        self.total_failed -= len(taken)
+        self.journal.letters_removed(record, [e.task.id for e in taken])
         self._touch(record)
         self._dispatch(record)
-        if record.active_workers() < record.wanted_workers():
-            self._on_schedule_needed()
+        self._on_schedule_needed()
+        return len(taken), missing
 
-    def has_room(self, record: SessionRecord) -> bool:
-        """Whether the session's queue accepts more batches without exceeding its bounds."""
-        q = record.queue
-        return len(q) < self.limits.buffer_size and q.bytes < self.limits.max_pending_bytes
-
-    def results_written(self, record: SessionRecord, seq: int, *, keep: bool) -> None:
-        """The result batch ``seq`` was written to the client; ``keep`` it until acked."""
-        full = len(record.results) >= self.limits.max_buffered_results
-        if record.results.written(seq, keep=keep) and full and not keep:
-            self._dispatch(record)
-
-    def ack_results(self, record: SessionRecord, seq: int) -> None:
-        """The client confirmed every result batch up to ``seq``."""
-        if seq > record.results.seq:
-            raise InvalidArgument(
-                f"acknowledges {seq}, but only {record.results.seq} were sent", field="ack.seq"
-            )
-        full = len(record.results) >= self.limits.max_buffered_results
-        if record.results.ack(seq) and full:
-            self._dispatch(record)
+    def discard_dead_letters(
+        self, session_id: str, task_ids: list[str] | None
+    ) -> tuple[int, list[str]]:
+        """Drop dead letters for good (all when ``task_ids`` is None)."""
+        record = self.session(session_id)
+        taken, missing = record.dead_letters.take(task_ids)
+        if taken:
+            self.journal.letters_removed(record, [e.task.id for e in taken])
+        return len(taken), missing
 
     # ------------------------------------------------------------------ workers
     def register_worker(self, reg: WorkerRegistration, control: WorkerControl) -> WorkerRecord:
@@ -289,49 +314,6 @@ class QueueCore:
         self._release(worker)
         self._on_schedule_needed()
 
-    def worker_results(self, worker: WorkerRecord, batch: Batch) -> None:
-        """Accept one result batch: deliver results, dead-letter failed tasks, dispatch more."""
-        item = worker.inflight.pop(batch.dispatch_id, None)
-        if item is None:
-            raise WorkerNotFound(f"dispatch_id {batch.dispatch_id} is not in flight on this worker")
-        if len(batch.tasks) != item.ntasks:
-            worker.inflight[batch.dispatch_id] = item
-            raise InvalidArgument(
-                f"expected {item.ntasks} results, got {len(batch.tasks)}", field="batch.tasks"
-            )
-        worker.last_seen = self.clock.monotonic()
-        worker.completed_batches += 1
-        record = self.sessions.get(worker.session_id or "")
-        if record is not None:
-            record.inflight_batches -= 1
-            record.inflight_tasks -= item.ntasks
-            if not record.closed:
-                self._deliver(record, item, batch)
-        if worker.phase is WorkerPhase.UNBINDING:
-            if not worker.inflight and worker.data is not None:
-                worker.data.close()
-        elif record is not None and not record.closed:
-            self._dispatch(record)
-            if not record.has_work:
-                self._on_schedule_needed()
-
-    def _deliver(self, record: SessionRecord, item: QueuedBatch, batch: Batch) -> None:
-        failed = [t for t in batch.tasks if t.HasField("error")]
-        if failed:
-            record.dead_letters.append(Batch(id=item.batch.id, session_id=record.id, tasks=failed))
-            record.dead_letter_tasks += len(failed)
-            record.failed += len(failed)
-            self.total_failed += len(failed)
-        record.completed += item.ntasks - len(failed)
-        self.total_completed += item.ntasks - len(failed)
-        batch.id = item.batch.id
-        batch.session_id = record.id
-        batch.dispatch_id = 0
-        record.results.push(batch)
-        record.last_activity = self.clock.monotonic()
-        if record.client is not None:
-            record.client.results_ready()
-
     # ------------------------------------------------------------------ scheduling
     def schedule(self) -> None:
         """Run the binding policy once and carry out its decisions."""
@@ -362,7 +344,12 @@ class QueueCore:
             if record.closed:
                 if now - record.closed_at >= self.limits.session_retention_s:
                     del self.sessions[sid]
+                    self.journal.session_removed(sid)
                 continue
+            if record.delayed:
+                self.release_delayed(record, now)
+            if record.inflight_batches and record.config.task_timeout_s:
+                self.expire_attempts(record, now)
             if record.has_work:
                 continue
             idle_for = now - record.last_activity
@@ -378,11 +365,6 @@ class QueueCore:
         return collect(self)
 
     # ------------------------------------------------------------------ internals
-    def _touch(self, record: SessionRecord) -> None:
-        record.last_activity = self.clock.monotonic()
-        if record.state == SessionState.SESSION_STATE_IDLE:
-            record.state = SessionState.SESSION_STATE_ACTIVE
-
     def _bind(self, worker: WorkerRecord, record: SessionRecord, now: float) -> None:
         if worker.phase is not WorkerPhase.IDLE or record.closed or worker.draining:
             return
@@ -393,7 +375,12 @@ class QueueCore:
         record.workers[worker.id] = worker
         self.binds += 1
         worker.control.send(
-            _INSTR(type=_INSTR.TYPE_BIND, session_id=record.id, max_inflight_batches=worker.window)
+            _INSTR(
+                type=_INSTR.TYPE_BIND,
+                session_id=record.id,
+                max_inflight_batches=worker.window,
+                task_timeout_ms=min(round(record.config.task_timeout_s * 1000), 2**32 - 1),
+            )
         )
 
     def _unbind(self, worker: WorkerRecord, record: SessionRecord, reason: UnbindReason) -> None:
@@ -412,52 +399,24 @@ class QueueCore:
                 self._release(worker)
 
     def _release(self, worker: WorkerRecord) -> None:
-        """Detach a worker from its session, requeueing its in-flight batches at the head."""
+        """Detach a worker from its session; what it held failed with ``worker_lost``.
+
+        Its in-flight batches go back to the head of the queue (or to the dead-letter queue
+        if out of attempts).
+        """
         record = self.sessions.get(worker.session_id or "")
         if record is not None:
             record.workers.pop(worker.id, None)
             for item in reversed(list(worker.inflight.values())):
                 record.inflight_batches -= 1
                 record.inflight_tasks -= item.ntasks
-                if not record.closed:
-                    item.batch.dispatch_id = 0
-                    record.queue.push_front(item)
+                self.fail_attempt(record, item, LOST_ERROR)
             if worker.inflight and not record.closed:
                 self._dispatch(record)
         worker.inflight.clear()
+        worker.abandoned.clear()
         worker.phase = WorkerPhase.IDLE
         worker.session_id = None
 
-    def _dispatch(self, record: SessionRecord) -> None:
-        """Send queued batches to the session's bound workers within their windows."""
-        queue = record.queue
-        if not queue or len(record.results) >= self.limits.max_buffered_results:
-            return
-        serving = [
-            w for w in record.workers.values() if w.phase is WorkerPhase.BOUND and not w.draining
-        ]
-        if not serving:
-            return
-        # Fair share: no worker holds more than its part of the outstanding batches, so
-        # workers whose streams open a moment later still get work from a small job.
-        share = -(-(len(queue) + record.inflight_batches) // len(serving))
-        ready = [
-            w for w in serving if w.data is not None and len(w.inflight) < min(w.window, share)
-        ]
-        had_room = self.has_room(record)
-        while queue and ready:
-            worker = min(ready, key=lambda w: len(w.inflight))
-            item = queue.pop()
-            assert item is not None
-            assert worker.data is not None
-            dispatch_id = next(self._dispatch_ids)
-            item.batch.dispatch_id = dispatch_id
-            worker.inflight[dispatch_id] = item
-            record.inflight_batches += 1
-            record.inflight_tasks += item.ntasks
-            self.dispatched_batches += 1
-            worker.data.send(item.batch)
-            if len(worker.inflight) >= min(worker.window, share):
-                ready.remove(worker)
-        if not had_room and self.has_room(record) and record.client is not None:
-            record.client.room_available()
+
+__all__ = ["CoreLimits", "QueueCore"]

@@ -22,6 +22,12 @@ class QueuedBatch:
     """Serialized size of the batch, for byte bounds."""
     priority: int
     """Per-batch priority (higher first in priority queues)."""
+    key: int = 0
+    """Unique id of this queued batch within the queue manager (journal key)."""
+    attempts: int = 0
+    """Attempts made of its tasks (every task of a queued batch has made the same number)."""
+    started_at: float = 0.0
+    """Monotonic time its current attempt was reckoned to start (0: not yet; task_timeout)."""
 
 
 @dataclass(frozen=True, slots=True)

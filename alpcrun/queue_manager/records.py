@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import enum
-from collections import deque
 from dataclasses import dataclass, field
 
-from alpcrun.proto import Batch, SessionState
+from alpcrun.proto import SessionState
 from alpcrun.queue_manager.attributes import SessionConfig
+from alpcrun.queue_manager.deadletters import DeadLetterQueue
 from alpcrun.queue_manager.outlets import ClientOutlet, WorkerControl, WorkerData
 from alpcrun.queue_manager.queues import QueuedBatch, TaskQueue
 from alpcrun.queue_manager.results import ResultBuffer
@@ -63,6 +63,8 @@ class WorkerRecord:
     """Monotonic time of its last bind."""
     completed_batches: int = 0
     """Result batches received from it."""
+    abandoned: set[int] = field(default_factory=set)
+    """Dispatch ids it still holds whose attempt timed out (their late results are dropped)."""
     label_key: frozenset[tuple[str, str]] = field(init=False, repr=False)
     """``labels`` as a hashable set of items (computed)."""
 
@@ -92,8 +94,14 @@ class SessionRecord:
     """Monotonic time it was closed (for retention)."""
     results: ResultBuffer = field(default_factory=ResultBuffer)
     """Result batches not yet written to a client, or written and not acknowledged."""
-    dead_letters: deque[Batch] = field(default_factory=deque)
-    """Failed tasks, batched as they failed."""
+    dead_letters: DeadLetterQueue = field(default_factory=DeadLetterQueue)
+    """Tasks that used up their attempts or failed for good."""
+    delayed: list[tuple[float, int, QueuedBatch]] = field(default_factory=list)
+    """Retries waiting for their ``Retry(after=...)`` delay: a heap of (due, key, batch)."""
+    known: dict[str, int] = field(default_factory=dict)
+    """Client batch ids not yet finished with: tasks still without a final result (0 once all
+    have one, until the last result is acknowledged). A batch sent again under such an id is
+    a duplicate."""
     workers: dict[str, WorkerRecord] = field(default_factory=dict)
     """Bound (or unbinding) workers by id."""
     client: ClientOutlet | None = None
@@ -108,8 +116,14 @@ class SessionRecord:
     """Tasks that succeeded."""
     failed: int = 0
     """Tasks dead-lettered."""
-    dead_letter_tasks: int = 0
-    """Tasks in the dead-letter queue."""
+    retried: int = 0
+    """Task attempts that failed and were tried again."""
+    timed_out: int = 0
+    """Attempts failed by task_timeout."""
+    duplicate_results: int = 0
+    """Late results of earlier attempts, dropped."""
+    duplicate_batches: int = 0
+    """Client batches received again under a known id, ignored."""
     discarded: int = 0
     """Tasks discarded by close or results that arrived after close."""
     preempted: int = 0
@@ -124,8 +138,13 @@ class SessionRecord:
 
     @property
     def has_work(self) -> bool:
-        """Queued or in-flight batches exist."""
-        return bool(self.queue) or self.inflight_batches > 0
+        """Queued, delayed or in-flight batches exist."""
+        return bool(self.queue) or self.inflight_batches > 0 or bool(self.delayed)
+
+    @property
+    def delayed_tasks(self) -> int:
+        """Tasks waiting for a retry delay."""
+        return sum(item.ntasks for _, _, item in self.delayed)
 
     def wanted_workers(self) -> int:
         """Workers this session could use now: one per queued or in-flight batch, within bounds."""

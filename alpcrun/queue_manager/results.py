@@ -5,6 +5,9 @@ acknowledges (metadata ``acks: 1``) has each written batch kept until a cumulati
 ``ResultAck`` covers its number; when a client attaches, unacknowledged batches are put back
 at the head and written again with their original numbers, so a client that lost its stream
 gets every result it had not confirmed. A stream without acks frees each batch once written.
+
+With a journal, ``limit`` holds back batches not yet written to it: a client never sees a
+result that a crash could take back (and number again).
 """
 
 from __future__ import annotations
@@ -13,17 +16,22 @@ from collections import deque
 
 from alpcrun.proto import Batch
 
+UNLIMITED = 1 << 62
+"""``ResultBuffer.limit`` when nothing holds results back."""
+
 
 class ResultBuffer:
     """Undelivered and unacknowledged result batches of one session, in sequence order."""
 
-    __slots__ = ("_pending", "_unacked", "seq")
+    __slots__ = ("_pending", "_unacked", "limit", "seq")
 
     def __init__(self) -> None:
         self._pending: deque[tuple[int, Batch]] = deque()
         self._unacked: deque[tuple[int, Batch]] = deque()
         self.seq = 0
         """Number of the last batch pushed."""
+        self.limit = UNLIMITED
+        """Highest number that may be written to a client (the journal's durable point)."""
 
     def push(self, batch: Batch) -> int:
         """Add a result batch; return its sequence number."""
@@ -46,8 +54,15 @@ class ResultBuffer:
         return len(self._pending) + len(self._unacked)
 
     def peek(self) -> tuple[int, Batch] | None:
-        """The next batch to write, or None."""
-        return self._pending[0] if self._pending else None
+        """The next batch that may be written, or None."""
+        if self._pending and self._pending[0][0] <= self.limit:
+            return self._pending[0]
+        return None
+
+    def restore(self, seq: int, batch: Batch) -> None:
+        """Put back a journaled, unacknowledged batch (recovery; in increasing ``seq``)."""
+        self._pending.append((seq, batch))
+        self.seq = max(self.seq, seq)
 
     def written(self, seq: int, *, keep: bool) -> bool:
         """The batch ``seq`` at the head was written; keep it until acked when ``keep``.
@@ -61,12 +76,11 @@ class ResultBuffer:
             self._unacked.append(item)
         return True
 
-    def ack(self, seq: int) -> int:
-        """Free every written batch numbered ``seq`` or lower; return how many were freed."""
-        freed = 0
+    def ack(self, seq: int) -> list[Batch]:
+        """Free every written batch numbered ``seq`` or lower; return the freed batches."""
+        freed = []
         while self._unacked and self._unacked[0][0] <= seq:
-            self._unacked.popleft()
-            freed += 1
+            freed.append(self._unacked.popleft()[1])
         return freed
 
     def rewind(self) -> int:

@@ -35,6 +35,9 @@ from alpcrun.queue_manager.records import SessionRecord, WorkerRecord
 from alpcrun.queue_manager.streams import ClientStreamOutlet, QueueOutlet
 
 Context = grpc.aio.ServicerContext[Any, Any]
+_LETTERS_PER_BATCH = 1000
+_LETTER_BYTES_PER_BATCH = 1 << 20
+"""A dead-letter batch closes at this many tasks or bytes, whichever comes first."""
 
 
 def _metadata_value(context: Context, key: str) -> str | None:
@@ -110,7 +113,15 @@ class QueueService(QueueServicer):
             record = self.core.session(request.session_id)
         except AlpcrunError as exc:
             await abort_with(context, exc)
-        for batch in list(record.dead_letters):
+        batch = Batch(session_id=record.id)
+        size = 0
+        for entry in record.dead_letters:
+            batch.tasks.append(entry.task)
+            size += entry.task.ByteSize()
+            if len(batch.tasks) >= _LETTERS_PER_BATCH or size >= _LETTER_BYTES_PER_BATCH:
+                yield batch
+                batch, size = Batch(session_id=record.id), 0
+        if batch.tasks:
             yield batch
 
     # ------------------------------------------------------------------ client stream

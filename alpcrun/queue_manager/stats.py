@@ -34,6 +34,10 @@ class SessionStatistics:
     unbinding_workers: int
     client_attached: bool
     preemptions: int
+    retried: int
+    duplicate_results: int
+    duplicate_batches: int
+    delayed_tasks: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,6 +58,11 @@ class CoreStatistics:
     submitted: int
     completed: int
     failed: int
+    retried_tasks: int
+    timed_out_attempts: int
+    duplicate_results: int
+    duplicate_batches: int
+    dead_letters: int
 
 
 def session_statistics(s: SessionRecord) -> SessionStatistics:
@@ -69,7 +78,7 @@ def session_statistics(s: SessionRecord) -> SessionStatistics:
         inflight_batches=s.inflight_batches,
         inflight_tasks=s.inflight_tasks,
         buffered_results=len(s.results),
-        dead_letters=s.dead_letter_tasks,
+        dead_letters=len(s.dead_letters),
         submitted=s.submitted,
         completed=s.completed,
         failed=s.failed,
@@ -78,6 +87,10 @@ def session_statistics(s: SessionRecord) -> SessionStatistics:
         unbinding_workers=len(s.workers) - s.active_workers(),
         client_attached=s.client is not None,
         preemptions=s.preempted,
+        retried=s.retried,
+        duplicate_results=s.duplicate_results,
+        duplicate_batches=s.duplicate_batches,
+        delayed_tasks=s.delayed_tasks,
     )
 
 
@@ -100,4 +113,9 @@ def collect(core: QueueCore) -> CoreStatistics:
         submitted=core.total_submitted,
         completed=core.total_completed,
         failed=core.total_failed,
+        retried_tasks=core.retried_tasks,
+        timed_out_attempts=core.timed_out_attempts,
+        duplicate_results=core.duplicate_results,
+        duplicate_batches=core.duplicate_batches,
+        dead_letters=sum(s.dead_letters for s in sessions),
     )

@@ -118,7 +118,7 @@ async def test_preemption_moves_workers_to_a_starved_higher_priority_session_los
         assert max(ledger.delivered.values()) == 1  # nothing delivered twice
         assert all(ledger.executed[t] >= 1 for t in expected)
         for sid in (low, high):
-            assert qm.core.sessions[sid].dead_letter_tasks == 0
+            assert len(qm.core.sessions[sid].dead_letters) == 0
         # The low session got its workers back once the high one ran out of work.
         await until(lambda: qm.core.sessions[high].active_workers() == 0, within=5)
 

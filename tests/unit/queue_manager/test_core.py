@@ -1,6 +1,11 @@
 import pytest
 
-from alpcrun.errors import InvalidArgument, SessionClosed, SessionNotFound, WorkerNotFound
+from alpcrun.errors import (
+    InvalidArgument,
+    NotFound,
+    SessionClosed,
+    SessionNotFound,
+)
 from alpcrun.proto import SessionAttributes, SessionState, WorkerInstruction
 from alpcrun.queue_manager.records import WorkerPhase
 
@@ -59,8 +64,8 @@ def test_batches_spread_over_bound_workers(h):
 
 
 def test_results_reach_the_client_and_failures_the_dead_letter_queue(h):
-    """Results are buffered for the client; failed tasks also land in the dead-letter queue."""
-    s = h.session()
+    """Results reach the client; out of attempts, failures land in the dead-letter queue."""
+    s = h.session(max_attempts=1)
     client = ClientRecorder()
     h.core.attach_client(s.id, client)
     w, _ = h.worker()
@@ -75,9 +80,11 @@ def test_results_reach_the_client_and_failures_the_dead_letter_queue(h):
     assert out.id == sent.id
     assert out.session_id == s.id
     assert client.ready == 1
-    assert (s.completed, s.failed, s.dead_letter_tasks) == (2, 1, 1)
+    assert (s.completed, s.failed, len(s.dead_letters)) == (2, 1, 1)
     (dead,) = s.dead_letters
-    assert [t.id for t in dead.tasks] == [sent.tasks[1].id]
+    assert dead.task.id == sent.tasks[1].id
+    assert dead.task.payload == sent.tasks[1].payload  # the input is kept for resubmission
+    assert (dead.task.attempt, dead.batch_id) == (1, sent.id)
 
 
 def test_result_for_unknown_dispatch_is_refused(h):
@@ -89,7 +96,7 @@ def test_result_for_unknown_dispatch_is_refused(h):
     data = h.connect(w)
     bogus = h.answer(data.sent[0])
     bogus.dispatch_id += 99
-    with pytest.raises(WorkerNotFound):
+    with pytest.raises(NotFound):
         h.core.worker_results(w, bogus)
     short = h.answer(data.sent[0])
     del short.tasks[0]

@@ -1,0 +1,101 @@
+"""A session's dead-letter queue: tasks that used up their attempts or failed for good.
+
+Each letter keeps the *input* task (payload and refs, so it can be resubmitted) with
+``error`` set to the last attempt's error (its reason code says why: ``error``,
+``worker_lost``, ``timeout`` or ``non_retryable``) and ``attempt`` set to the attempts made,
+plus what is needed to rebuild a batch around it. Letters are kept in the order they died;
+task ids are unique within a session, so a task id names one letter.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+
+from alpcrun.proto import Task
+
+
+@dataclass(slots=True)
+class DeadLetterEntry:
+    """One dead-lettered task."""
+
+    task: Task
+    """The input task with ``error`` and ``attempt`` (attempts made) set."""
+    batch_id: str
+    """The client batch it came in."""
+    dead_at: float
+    """Wall-clock time it was dead-lettered."""
+    priority: int = 0
+    """Its batch's priority."""
+    use_shared_data: bool = False
+    """Its batch read the session's shared data."""
+    shared_level: int = 0
+    """Its batch's required shared-data update level."""
+
+
+class DeadLetterQueue:
+    """Dead letters of one session by task id, oldest first."""
+
+    __slots__ = ("_letters",)
+
+    def __init__(self) -> None:
+        self._letters: dict[str, DeadLetterEntry] = {}
+
+    def __len__(self) -> int:
+        return len(self._letters)
+
+    def __iter__(self) -> Iterator[DeadLetterEntry]:
+        return iter(list(self._letters.values()))
+
+    def add(self, entry: DeadLetterEntry) -> None:
+        """Add a letter (a task dead-lettered again replaces its earlier letter)."""
+        self._letters.pop(entry.task.id, None)
+        self._letters[entry.task.id] = entry
+
+    def get(self, task_id: str) -> DeadLetterEntry | None:
+        """The letter of this task, or None."""
+        return self._letters.get(task_id)
+
+    def page(self, after: str, limit: int) -> tuple[list[DeadLetterEntry], str]:
+        """Up to ``limit`` letters after task id ``after`` ('' = from the start).
+
+        Returns the letters and the id to pass as ``after`` for the next page ('' when this
+        page is the last). An ``after`` that is no longer a letter starts from the beginning
+        of what is left after it in order, or from the start if unknown.
+        """
+        items = iter(self._letters.values())
+        if after and after in self._letters:
+            for entry in items:
+                if entry.task.id == after:
+                    break
+        out: list[DeadLetterEntry] = []
+        for entry in items:
+            if len(out) == limit:
+                return out, out[-1].task.id
+            out.append(entry)
+        return out, ""
+
+    def take(self, task_ids: Iterable[str] | None) -> tuple[list[DeadLetterEntry], list[str]]:
+        """Remove and return the named letters (all when ``task_ids`` is None).
+
+        Returns the removed letters (oldest first) and the named ids that were not letters.
+        """
+        if task_ids is None:
+            taken = list(self._letters.values())
+            self._letters.clear()
+            return taken, []
+        taken, missing = [], []
+        for tid in dict.fromkeys(task_ids):
+            entry = self._letters.pop(tid, None)
+            if entry is None:
+                missing.append(tid)
+            else:
+                taken.append(entry)
+        return taken, missing
+
+    def clear(self) -> None:
+        """Drop every letter."""
+        self._letters.clear()
+
+
+__all__ = ["DeadLetterEntry", "DeadLetterQueue"]

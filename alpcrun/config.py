@@ -173,6 +173,14 @@ class QueueManagerSettings(_Base):
     """A worker bound more recently than this is not reclaimed or preempted (anti-thrashing)."""
     shutdown_grace: Seconds = Field(default=10.0, ge=0)
     """On SIGTERM: how long in-flight work may take to finish."""
+    journal: str | None = None
+    """SQLite file journaling sessions, queued and in-flight batches, undelivered results and
+    dead letters (WAL, batched writes); recovered on start. Unset: state is in memory only."""
+    journal_flush_interval: Seconds = Field(default=0.005, gt=0, le=1)
+    """Most time a change waits before it is written to the journal (results wait for it)."""
+    journal_sync: Literal["normal", "full"] = "normal"
+    """SQLite synchronous mode: normal survives a crash of the process; full also survives
+    the loss of the machine's power, at a cost in throughput."""
 
 
 class WorkerSettings(_Base):
@@ -213,6 +221,9 @@ class ClientSettings(_Base):
     """Most payload bytes auto-batched into one batch."""
     linger: Seconds = Field(default=0.0, ge=0)
     """How long a partly filled batch waits for more tasks (0: flush on the next loop turn)."""
+    reconnect_timeout: Seconds = Field(default=60.0, ge=0)
+    """How long to keep trying to reach the queue manager again after a lost connection
+    before pending tasks and calls fail with ``ReconnectFailed`` (0: fail at once)."""
 
 
 S = TypeVar("S", bound=_Base)

@@ -2,7 +2,9 @@
 
 Used by ``alpcrun local`` and ``alpcrun demo``. Worker processes arm a parent-death
 signal (Linux, see ``alpcrun._process``) so they never outlive the process that started them,
-and are stopped with SIGTERM (then SIGKILL after a timeout) when the grid exits.
+and are stopped with SIGTERM (then SIGKILL after a timeout) when the grid exits. They run in
+their own session, so a Ctrl-C in the terminal reaches only this process, which then drains
+them with one SIGTERM (a second signal would make them exit without draining).
 """
 
 from __future__ import annotations
@@ -75,7 +77,7 @@ class LocalGrid:
             "--log-level",
             self.worker_log_level,
         ]
-        return subprocess.Popen(cmd, env=env)
+        return subprocess.Popen(cmd, env=env, start_new_session=True)
 
     async def start(self, *, ready_timeout: float = 60.0) -> None:
         """Start the queue manager and the workers; wait until every worker registered."""

@@ -18,6 +18,7 @@ from workers_sdk.context import TaskContext as TaskContext
 from workers_sdk.context import current as current
 from workers_sdk.errors import NonRetryableError as NonRetryableError
 from workers_sdk.errors import Retry as Retry
+from workers_sdk.errors import TaskTimeout as TaskTimeout
 from workers_sdk.errors import WorkerError as WorkerError
 from workers_sdk.runner import WorkerRunner as WorkerRunner
 from workers_sdk.testing import WorkerHarness as WorkerHarness
@@ -27,6 +28,7 @@ __all__ = [
     "NonRetryableError",
     "Retry",
     "TaskContext",
+    "TaskTimeout",
     "Worker",
     "WorkerError",
     "WorkerHarness",

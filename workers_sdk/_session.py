@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import grpc
 import grpc.aio
 
-from alpcrun.proto import Batch
+from alpcrun.proto import Batch, WorkerInstruction
 from workers_sdk._execute import BatchExecutor, task_error
 from workers_sdk._state import Counters
 from workers_sdk.errors import WorkerError
@@ -75,6 +75,19 @@ class SessionSpec:
     """This worker's id, sent as ``workerid`` metadata."""
     max_inflight_batches: int
     """The session's flow-control window (bounds the inbox)."""
+    task_timeout: float | None = None
+    """The session's per-task time limit in seconds (BIND's ``task_timeout_ms``), or None."""
+
+    @classmethod
+    def from_bind(cls, instr: WorkerInstruction, worker_id: str) -> SessionSpec:
+        """The spec of a BIND instruction (``task_timeout_ms`` 0 means no limit)."""
+        timeout_ms = instr.task_timeout_ms
+        return cls(
+            instr.session_id,
+            worker_id,
+            instr.max_inflight_batches,
+            task_timeout=timeout_ms / 1000 if timeout_ms else None,
+        )
 
 
 class SessionPump:
@@ -118,6 +131,8 @@ class SessionPump:
         self._deadline = 0.0
         self.inflight = 0
         """Task batches received and not yet answered."""
+        self.task_timeout = spec.task_timeout
+        """Per-task limit for batches started from now on (a later BIND may change it)."""
 
     def request_drain(self, deadline: float) -> None:
         """Take no further batches; finish the received ones by ``deadline`` (loop time)."""
@@ -203,7 +218,11 @@ class SessionPump:
             failures = _Failures(batch.id)
             try:
                 out = await self._executor.execute(
-                    batch, session_id=session_id, worker_id=worker_id, on_error=failures
+                    batch,
+                    session_id=session_id,
+                    worker_id=worker_id,
+                    task_timeout=self.task_timeout,
+                    on_error=failures,
                 )
             except Exception as exc:  # a broken executor must still answer the batch
                 logger.exception("batch %s could not be executed", batch.id)

@@ -1,20 +1,28 @@
 """``python -m workers_sdk MODULE:CLASS``: load a Worker class, build settings, run until signalled.
 
 Settings come from flags, then ``ALPCRUNCH_WORKER_*`` environment variables, then the YAML
-file (``--config`` or ``ALPCRUNCH_CONFIG``). SIGTERM or SIGINT starts a graceful drain; a
-second signal exits at once.
+file (``--config`` or ``ALPCRUNCH_CONFIG``).
+
+Stopping: SIGTERM or SIGINT starts a graceful drain (report DRAINING, take no new batch,
+finish and return the batches held, exit 0). A second SIGTERM or SIGINT kills the process
+at once, by the signal itself (exit status 128 + signal number in a shell), even when a
+handler blocks the event loop. With ``ALPCRUNCH_PARENT_PID`` set (as ``alpcrun local``
+does) the worker receives SIGTERM when that parent dies, so it never outlives it.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import importlib
 import inspect
 import logging
 import os
 import signal
 import sys
+from types import FrameType
+from typing import Any
 
 from alpcrun._logging import setup_logging
 from alpcrun._process import exit_with_parent_from_env
@@ -78,32 +86,36 @@ def run_worker(worker: type[Worker] | Worker, settings: WorkerSettings) -> None:
 
 
 async def _run_with_signals(runner: WorkerRunner) -> None:
+    """Run ``runner`` with SIGTERM/SIGINT wired to a drain, and a second signal to a kill.
+
+    The handlers are plain ``signal.signal`` ones, not ``loop.add_signal_handler``: they run
+    in the main thread between two bytecodes, so a second signal kills the process even
+    while an async ``handle()`` blocks the event loop.
+    """
     loop = asyncio.get_running_loop()
     signals = (signal.SIGTERM, signal.SIGINT)
-    received: list[int] = []
 
-    def on_signal(signum: int) -> None:
-        received.append(signum)
+    def drain(signum: int) -> None:
         name = signal.Signals(signum).name
-        if len(received) == 1:
-            logger.info("%s: draining; send it again to exit at once", name)
-            runner.request_stop()
-        else:
-            logger.warning("%s again: exiting without draining", name)
-            os._exit(128 + signum)
+        logger.info("%s: draining; send SIGTERM or SIGINT again to exit at once", name)
+        runner.request_stop()
 
-    installed = []
-    for signum in signals:
-        try:
-            loop.add_signal_handler(signum, on_signal, signum)
-            installed.append(signum)
-        except (NotImplementedError, RuntimeError):  # not on this platform or thread
-            pass
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        # The next SIGTERM/SIGINT takes the default action: the kernel ends the process.
+        for other in signals:
+            signal.signal(other, signal.SIG_DFL)
+        loop.call_soon_threadsafe(drain, signum)
+
+    previous: dict[signal.Signals, Any] = {}
+    # Outside the main thread signal.signal raises: the embedding program handles signals.
+    with contextlib.suppress(ValueError):
+        for sig in signals:
+            previous[sig] = signal.signal(sig, on_signal)
     try:
         await runner.run()
     finally:
-        for signum in installed:
-            loop.remove_signal_handler(signum)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def _parse_labels(items: list[str]) -> dict[str, str] | None:
@@ -116,10 +128,24 @@ def _parse_labels(items: list[str]) -> dict[str, str] | None:
     return labels or None
 
 
+_EPILOG = """\
+stopping:
+  SIGTERM or SIGINT drains: report DRAINING, finish the batches held, send their
+  results, exit 0 (within drain_timeout, default 30s). A second signal ends the
+  process at once. With ALPCRUNCH_PARENT_PID set, the worker drains when that
+  parent process dies.
+
+exit status:
+  0 drained and stopped, 1 worker failed (e.g. API key refused), 2 usage or config error
+"""
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m workers_sdk",
         description="Run an alpcrun worker: connect to the queue manager and process tasks.",
+        epilog=_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("worker", metavar="MODULE:CLASS", help="the Worker subclass to run")
     parser.add_argument("--queue-manager", metavar="ADDR", help="queue manager host:port")

@@ -70,7 +70,12 @@ class TaskContext:
 
     @property
     def deadline(self) -> float | None:
-        """Absolute ``time.monotonic()`` deadline of the attempt; None while unsupported."""
+        """Absolute ``time.monotonic()`` deadline of this attempt, or None without a timeout.
+
+        Set when the session has a ``task_timeout``: the moment ``handle()`` started plus
+        the timeout. A long handler can check ``time.monotonic() < task.deadline`` to stop
+        early, e.g. between iterations.
+        """
         return None
 
     def __repr__(self) -> str:
@@ -78,6 +83,25 @@ class TaskContext:
             f"TaskContext(task_id={self.task_id!r}, session_id={self.session_id!r}, "
             f"attempt={self.attempt}, payload=<{len(self._task.payload)} bytes>)"
         )
+
+
+class _TimedTaskContext(TaskContext):
+    """A :class:`TaskContext` whose attempt has a deadline (the session has a task_timeout).
+
+    A subclass, so that contexts without a timeout (the common, hot case) stay two slots.
+    """
+
+    __slots__ = ("_deadline",)
+
+    def __init__(self, task: Task, info: BatchInfo, deadline: float) -> None:
+        self._task = task
+        self._info = info
+        self._deadline = deadline
+
+    @property
+    def deadline(self) -> float:
+        """Absolute ``time.monotonic()`` deadline of this attempt."""
+        return self._deadline
 
 
 _current: ContextVar[TaskContext] = ContextVar("workers_sdk_current_task")

@@ -281,10 +281,15 @@ class WorkerRunner:
 
     async def _heartbeats(self, call: _Updates, interval: float) -> None:
         """Send a heartbeat every ``interval`` and on every state change; then half-close."""
+        sent = None
         while not self._closing:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout=interval)
             self._wake.clear()
+            beat = self._heartbeat()
+            await call.write(beat)
+            sent = beat.heartbeat.state
+        if sent != WIRE_STATE[self._state]:  # a change (DRAINING) that came during a write
             await call.write(self._heartbeat())
         await call.done_writing()
 
@@ -302,8 +307,7 @@ class WorkerRunner:
         """Read instructions until the server ends WorkerUpdate (raises if it fails)."""
         while isinstance(instr := await call.read(), _Instr):
             if instr.type == _Instr.TYPE_BIND:
-                spec = SessionSpec(instr.session_id, self._worker_id, instr.max_inflight_batches)
-                self._bind(spec, wiring)
+                self._bind(SessionSpec.from_bind(instr, self._worker_id), wiring)
             elif instr.type == _Instr.TYPE_UNBIND:
                 logger.info("unbind from session %s: finishing in-flight work", instr.session_id)
             else:
@@ -319,8 +323,14 @@ class WorkerRunner:
                     "bind to %s queued until %s ends", spec.session_id, self._pump.spec.session_id
                 )
                 self._pending_bind = spec
+            else:  # the same session again: take its (possibly updated) task_timeout
+                self._pump.task_timeout = spec.task_timeout
             return
-        logger.info("bound to session %s", spec.session_id)
+        logger.info(
+            "bound to session %s (task_timeout %s)",
+            spec.session_id,
+            f"{spec.task_timeout:g}s" if spec.task_timeout else "none",
+        )
         self._pump = pump = SessionPump(
             wiring.stream,
             wiring.executor,

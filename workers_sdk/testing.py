@@ -7,11 +7,16 @@ Example::
         results = await h.run_batch([b"a", b"b"])
 
 ``SyncWorkerHarness`` is the blocking twin for code without an event loop.
+
+Give ``task_timeout`` to run tasks under a session's per-task limit (a timed-out task
+fails with ``TaskTimeout``, reason ``ERROR_REASON_TIMEOUT``), and ``attempt`` to see how a
+handler behaves on a retry.
 """
 
 from __future__ import annotations
 
 import asyncio
+import datetime
 import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -34,7 +39,10 @@ class HarnessResult:
     error: TaskError | None
     """The error the runner would send to the queue manager, or None on success."""
     exception: Exception | None
-    """The exception the handler raised (or the TypeError for a bad return), if any."""
+    """The exception the handler raised (or the TypeError for a bad return, or the
+    ``TaskTimeout`` for a task that ran past ``task_timeout``), if any."""
+    attempt: int = 1
+    """The 1-based attempt number the handler saw in ``TaskContext.attempt``."""
 
     @property
     def ok(self) -> bool:
@@ -52,6 +60,11 @@ class WorkerHarness:
         session_id: Session id seen by the handler in ``TaskContext.session_id``.
         worker_id: Worker id seen by the handler in ``TaskContext.worker_id``.
         threads: Thread-pool size for a sync ``handle``.
+        task_timeout: The session's per-task time limit (seconds or a ``timedelta``), or
+            None for none; enforced as a worker enforces it.
+
+    Raises:
+        ValueError: ``task_timeout`` is not positive.
     """
 
     def __init__(
@@ -61,11 +74,13 @@ class WorkerHarness:
         session_id: str = "harness-session",
         worker_id: str = "harness-worker",
         threads: int = 1,
+        task_timeout: float | datetime.timedelta | None = None,
     ) -> None:
         self.worker = worker
         self._session_id = session_id
         self._worker_id = worker_id
         self._threads = threads
+        self._task_timeout = _seconds(task_timeout)
         self._executor: BatchExecutor | None = None
         self._ids = itertools.count(1)
 
@@ -90,8 +105,13 @@ class WorkerHarness:
     async def run(self, payload: bytes, *, attempt: int = 1) -> bytes:
         """Run one task and return its result bytes.
 
+        Args:
+            payload: The task's input bytes.
+            attempt: The 1-based attempt number the handler sees.
+
         Raises:
-            Exception: Whatever the handler raised (a ``TypeError`` for a non-bytes result).
+            Exception: Whatever the handler raised (a ``TypeError`` for a non-bytes result,
+                :class:`~workers_sdk.errors.TaskTimeout` for a task past ``task_timeout``).
         """
         (result,) = await self.run_batch([payload], attempt=attempt)
         if result.exception is not None:
@@ -103,9 +123,16 @@ class WorkerHarness:
     ) -> list[HarnessResult]:
         """Run one batch of tasks; returns one :class:`HarnessResult` per payload, in order.
 
+        Args:
+            payloads: One task per payload.
+            attempt: The 1-based attempt number every task of the batch sees.
+
         Raises:
             RuntimeError: The harness is not entered (use ``async with``).
+            ValueError: ``attempt`` is less than 1.
         """
+        if attempt < 1:
+            raise ValueError(f"attempt is 1-based, got {attempt}")
         if self._executor is None:
             raise RuntimeError("use 'async with WorkerHarness(worker) as h' before running tasks")
         n = next(self._ids)
@@ -117,6 +144,7 @@ class WorkerHarness:
             batch,
             session_id=self._session_id,
             worker_id=self._worker_id,
+            task_timeout=self._task_timeout,
             on_error=raised.__setitem__,
         )
         return [
@@ -125,6 +153,7 @@ class WorkerHarness:
                 payload=None if t.HasField("error") else t.payload,
                 error=t.error if t.HasField("error") else None,
                 exception=raised.get(t.id),
+                attempt=attempt,
             )
             for t in out.tasks
         ]
@@ -146,9 +175,14 @@ class SyncWorkerHarness:
         session_id: str = "harness-session",
         worker_id: str = "harness-worker",
         threads: int = 1,
+        task_timeout: float | datetime.timedelta | None = None,
     ) -> None:
         self._harness = WorkerHarness(
-            worker, session_id=session_id, worker_id=worker_id, threads=threads
+            worker,
+            session_id=session_id,
+            worker_id=worker_id,
+            threads=threads,
+            task_timeout=task_timeout,
         )
         self._runner: asyncio.Runner | None = None
 
@@ -182,6 +216,15 @@ class SyncWorkerHarness:
         if self._runner is None:
             raise RuntimeError("use 'with SyncWorkerHarness(worker) as h' before running tasks")
         return self._runner
+
+
+def _seconds(value: float | datetime.timedelta | None) -> float | None:
+    if value is None:
+        return None
+    seconds = value.total_seconds() if isinstance(value, datetime.timedelta) else float(value)
+    if not seconds > 0:
+        raise ValueError(f"task_timeout must be positive, got {value!r}")
+    return seconds
 
 
 __all__ = ["HarnessResult", "SyncWorkerHarness", "WorkerHarness"]

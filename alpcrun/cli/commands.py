@@ -14,6 +14,7 @@ import grpc
 import yaml
 
 from alpcrun._logging import setup_logging
+from alpcrun.cli import dlq
 from alpcrun.config import ClientSettings, QueueManagerSettings, WorkerSettings, load_settings
 from alpcrun.proto import AdminStub, GetStatsRequest, ListSessionsRequest, ListWorkersRequest
 from alpcrun.proto.channel import insecure_channel
@@ -28,6 +29,7 @@ def run(args: argparse.Namespace) -> int:
         "demo": demo,
         "status": status,
         "config": config_show,
+        "dlq": dlq.run,
     }
     return handlers[args.command](args)
 
@@ -59,6 +61,8 @@ def queue_manager(args: argparse.Namespace) -> int:
         auth_disabled=args.auth_disabled,
         scheduler_interval=args.scheduler_interval,
         worker_timeout=args.worker_timeout,
+        journal=args.journal,
+        shutdown_grace=args.shutdown_grace,
     )
     setup_logging(settings.log_level, json_lines=settings.log_json)
 

@@ -7,6 +7,7 @@ import sys
 from collections.abc import Sequence
 
 from alpcrun import __version__
+from alpcrun.cli import dlq
 from alpcrun.errors import AlpcrunError
 
 _EPILOG = """\
@@ -16,6 +17,7 @@ examples:
   alpcrun queue-manager --api-key KEY        run the queue manager (port 1337)
   alpcrun worker mymodule:MyWorker           run a worker (see workers_sdk.Worker)
   alpcrun status                             show sessions, workers and queue depths
+  alpcrun dlq list SESSION                   list a session's dead letters (failed tasks)
   alpcrun config show --process worker       print the effective configuration
 """
 
@@ -50,6 +52,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     qm.add_argument("--scheduler-interval", help="scheduler tick, e.g. 1s")
     qm.add_argument("--worker-timeout", help="heartbeat age after which a worker is lost, e.g. 60s")
+    qm.add_argument(
+        "--journal",
+        metavar="FILE",
+        help="SQLite journal: state survives a crash and is recovered on start "
+        "(or ALPCRUNCH_QM_JOURNAL; default: memory only)",
+    )
+    qm.add_argument("--shutdown-grace", help="on SIGTERM, time in-flight work may take, e.g. 10s")
 
     wk = sub.add_parser(
         "worker", help="run a worker: alpcrun worker MODULE:CLASS [options]", add_help=False
@@ -91,6 +100,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     st.add_argument("--app", default="", help="only sessions of this app id")
     st.add_argument("--all", action="store_true", help="include closed sessions still retained")
+
+    dlq.add_parser(sub, _common)
 
     cfg = sub.add_parser("config", help="configuration tools")
     cfg_sub = cfg.add_subparsers(dest="config_command", metavar="ACTION", required=True)

@@ -8,7 +8,7 @@ from typing import Any
 import grpc.aio
 
 from alpcrun import __version__
-from alpcrun.constants import MAX_ID_LENGTH
+from alpcrun.constants import MAX_ID_LENGTH, MAX_MESSAGE_BYTES
 from alpcrun.errors import AlpcrunError, InvalidArgument, NotFound
 from alpcrun.proto import (
     AdminServicer,
@@ -37,6 +37,8 @@ _DEFAULT_PAGE = 100
 _MAX_PAGE = 10_000
 _MAX_NAMED = 100_000
 """Most task ids one resubmit or discard request may name."""
+_PAGE_BYTES = 1 << 19
+"""A dead-letter page stops at this size, so a page of payloads fits in one message."""
 
 
 async def _no_sync() -> None:
@@ -59,6 +61,8 @@ class AdminService(AdminServicer):
         started_monotonic: When the queue manager started (for uptime).
         sync: Awaited after a change before answering (the journal's write), so an answered
             resubmit or discard survives a crash.
+        max_message_bytes: The server's message size limit: a dead-letter page stops at
+            512 KiB or half of it, whichever is less (a single larger letter comes alone).
     """
 
     def __init__(
@@ -66,10 +70,13 @@ class AdminService(AdminServicer):
         core: QueueCore,
         started_monotonic: float,
         sync: Callable[[], Awaitable[None]] = _no_sync,
+        *,
+        max_message_bytes: int = MAX_MESSAGE_BYTES,
     ) -> None:
         self.core = core
         self.started = started_monotonic
         self._sync = sync
+        self._page_bytes = min(_PAGE_BYTES, max_message_bytes // 2)
 
     async def ListSessions(
         self, request: ListSessionsRequest, context: Context
@@ -138,10 +145,17 @@ class AdminService(AdminServicer):
         entries, next_after = record.dead_letters.page(
             request.after, request.limit or _DEFAULT_PAGE
         )
+        letters: list[DeadLetter] = []
+        size = 0
+        for entry in entries:
+            letter = dead_letter(record.id, entry, payload=request.include_payload)
+            size += letter.ByteSize() + 8  # with its tag and length prefix
+            if letters and size > self._page_bytes:  # the page would not fit in one message
+                next_after = letters[-1].task.id
+                break
+            letters.append(letter)
         return ListDeadLettersResponse(
-            letters=[dead_letter(record.id, e, payload=request.include_payload) for e in entries],
-            total=len(record.dead_letters),
-            next_after=next_after,
+            letters=letters, total=len(record.dead_letters), next_after=next_after
         )
 
     async def GetDeadLetter(self, request: GetDeadLetterRequest, context: Context) -> DeadLetter:

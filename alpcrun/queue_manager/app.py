@@ -28,6 +28,7 @@ from alpcrun.queue_manager.core import CoreLimits, QueueCore
 from alpcrun.queue_manager.metrics import make_registry
 from alpcrun.queue_manager.scheduler import Scheduler
 from alpcrun.queue_manager.servicer import QueueService
+from alpcrun.queue_manager.sqlite_journal import SqliteJournal
 
 log = logging.getLogger("alpcrun.queue_manager")
 _SERVICES = (QUEUE_SERVICE_NAME, ADMIN_SERVICE_NAME)
@@ -57,16 +58,24 @@ class QueueManager:
             )
         self.settings = settings
         self.clock = clock or MonotonicClock()
+        self.journal: SqliteJournal | None = None
+        if settings.journal:
+            self.journal = SqliteJournal(
+                settings.journal,
+                flush_interval=settings.journal_flush_interval,
+                sync=settings.journal_sync,
+            )
         self.core = QueueCore(
             limits=_limits(settings),
             clock=self.clock,
             scheduler=Scheduler(min_bind_seconds=settings.min_bind_time),
+            journal=self.journal,
             on_schedule_needed=self._schedule_soon,
         )
         self.port = 0
         self.metrics_port: int | None = None
         self._server: grpc.aio.Server | None = None
-        self._service = QueueService(self.core)
+        self._service = QueueService(self.core, self._sync)
         self._health: Any = None
         self._tick_task: asyncio.Task[None] | None = None
         self._schedule_pending = False
@@ -80,8 +89,31 @@ class QueueManager:
         host = "127.0.0.1" if host in ("0.0.0.0", "::", "[::]", "") else host
         return f"{host}:{self.port}"
 
+    async def _sync(self) -> None:
+        if self.journal is not None:
+            await self.journal.sync()
+
+    def _recover(self) -> None:
+        assert self.journal is not None
+        records, last_key = self.journal.load(self.clock.monotonic())
+        for record in records:
+            self.core.adopt_session(record)
+        self.core.reserve_keys(last_key)
+        self.journal.start(asyncio.get_running_loop())
+        log.info(
+            "journal %s: recovered %d sessions, %d queued tasks, %d unacknowledged result "
+            "batches, %d dead letters",
+            self.journal.path,
+            len(records),
+            sum(r.queue.tasks for r in records),
+            sum(len(r.results) for r in records),
+            sum(len(r.dead_letters) for r in records),
+        )
+
     async def start(self) -> None:
-        """Bind the port, start serving, the tick and the metrics endpoint."""
+        """Recover the journal, bind the port, start serving, the tick and the metrics."""
+        if self.journal is not None:
+            self._recover()
         s = self.settings
         interceptors: list[Any] = []
         if s.api_key is not None and not s.auth_disabled:
@@ -90,7 +122,7 @@ class QueueManager:
             options=server_options(s.max_message_bytes), interceptors=interceptors
         )
         add_queue_servicer(self._service, server)
-        add_admin_servicer(AdminService(self.core, self.clock.monotonic()), server)
+        add_admin_servicer(AdminService(self.core, self.clock.monotonic(), self._sync), server)
         self._health = await add_standard_services(server, _SERVICES)
         self.port = server.add_insecure_port(f"{s.host}:{s.port}")
         if self.port == 0:
@@ -142,6 +174,8 @@ class QueueManager:
                 await self._tick_task
         await self._server.stop(0.5)
         self._server = None
+        if self.journal is not None:
+            await self.journal.close()
         if self._metrics_httpd is not None:
             self._metrics_httpd.shutdown()
             self._metrics_httpd.server_close()

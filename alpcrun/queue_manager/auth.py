@@ -10,6 +10,7 @@ import grpc
 import grpc.aio
 
 from alpcrun.constants import MD_API_KEY
+from alpcrun.proto.server import guard_decoding
 
 _OPEN_PREFIXES = ("/grpc.health.v1.Health/", "/grpc.reflection.")
 
@@ -33,7 +34,9 @@ class ApiKeyInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]  
     """Checks the ``api_key`` metadata in constant time.
 
     Missing key: UNAUTHENTICATED. Wrong key: PERMISSION_DENIED. Health and reflection are
-    open so Kubernetes gRPC probes and generic tools work without credentials.
+    open so Kubernetes gRPC probes and generic tools work without credentials. The calls it
+    lets through get :func:`~alpcrun.proto.server.guard_decoding`, so a request that does
+    not decode is INVALID_ARGUMENT rather than UNKNOWN.
     """
 
     def __init__(self, api_keys: list[str]) -> None:
@@ -55,11 +58,13 @@ class ApiKeyInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]  
         ],
         handler_call_details: grpc.HandlerCallDetails,
     ) -> grpc.RpcMethodHandler[Any, Any]:
-        """Let the call through or replace its handler with one that aborts."""
+        """Let the call through (decoding guarded) or replace its handler with one that aborts."""
         method = handler_call_details.method or ""
         handler = await continuation(handler_call_details)
-        if handler is None or method.startswith(_OPEN_PREFIXES):
+        if handler is None:
             return handler
+        if method.startswith(_OPEN_PREFIXES):
+            return guard_decoding(handler)
         key = None
         for item in handler_call_details.invocation_metadata or ():
             if item[0] == MD_API_KEY:
@@ -71,4 +76,4 @@ class ApiKeyInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]  
             )
         if not self._accepts(key):
             return _abort_handler(handler, grpc.StatusCode.PERMISSION_DENIED, "invalid api_key")
-        return handler
+        return guard_decoding(handler)

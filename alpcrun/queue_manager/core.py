@@ -89,6 +89,8 @@ class QueueCore(Delivery):
             queue=TaskQueue(fifo=config.fifo),
             seq=next(self._session_seq),
         )
+        if self.journal.enabled:
+            record.results.limit = 0  # results wait until the journal has them
         self.sessions[sid] = record
         self.journal.session_changed(record)
         return record
@@ -97,6 +99,9 @@ class QueueCore(Delivery):
         """Take in a session recovered from the journal (before serving)."""
         self.sessions[record.id] = record
         record.seq = next(self._session_seq)
+        self.total_submitted += record.submitted
+        self.total_completed += record.completed
+        self.total_failed += record.failed
 
     def reserve_keys(self, last_key: int) -> None:
         """Number new queued batches after ``last_key`` (recovered ones keep theirs)."""

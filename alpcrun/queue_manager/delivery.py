@@ -147,9 +147,7 @@ class Delivery:
             self._stray_results(worker, batch)
             return
         tasks = batch.tasks
-        if len(tasks) != item.ntasks or [t.id for t in tasks] != [
-            t.id for t in item.batch.tasks
-        ]:
+        if len(tasks) != item.ntasks or [t.id for t in tasks] != [t.id for t in item.batch.tasks]:
             worker.inflight[batch.dispatch_id] = item
             raise InvalidArgument(
                 f"the results must answer the {item.ntasks} tasks of dispatch "

@@ -4,14 +4,22 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import grpc
 import grpc.aio
+from google.protobuf.message import DecodeError
 
-from alpcrun.constants import MD_ACKS, MD_SESSION_ID, MD_WORKER_ID
-from alpcrun.errors import AlpcrunError, InvalidArgument, Unavailable
+from alpcrun.constants import (
+    MAX_ID_LENGTH,
+    MAX_LABELS,
+    MAX_MESSAGE_BYTES,
+    MD_ACKS,
+    MD_SESSION_ID,
+    MD_WORKER_ID,
+)
+from alpcrun.errors import AlpcrunError, InvalidArgument, ResourceExhausted, Unavailable
 from alpcrun.proto import (
     Batch,
     ClientStreamRequest,
@@ -25,6 +33,7 @@ from alpcrun.proto import (
     Session,
     UpdateSessionRequest,
     WorkerInstruction,
+    WorkerRegistration,
     WorkerState,
     WorkerStatus,
 )
@@ -36,8 +45,15 @@ from alpcrun.queue_manager.streams import ClientStreamOutlet, QueueOutlet
 
 Context = grpc.aio.ServicerContext[Any, Any]
 _LETTERS_PER_BATCH = 1000
-_LETTER_BYTES_PER_BATCH = 1 << 20
-"""A dead-letter batch closes at this many tasks or bytes, whichever comes first."""
+_LETTER_BYTES_PER_BATCH = 1 << 19
+"""A dead-letter batch closes at this many tasks or bytes (or half the message limit),
+whichever comes first; a single larger letter travels alone."""
+FORWARD_HEADROOM_BYTES = 1024
+"""Room a batch needs under the message limit to be forwarded: the session id and dispatch id
+the queue manager adds to a task batch; the batch id, session id, seq and wrapper it adds to
+a result batch."""
+_FORWARD_BYTES_PER_TASK = 3
+"""And per task: the attempt number set on a redelivered or failed task."""
 
 
 def _metadata_value(context: Context, key: str) -> str | None:
@@ -54,18 +70,71 @@ def _metadata(context: Context, key: str) -> str:
     return value
 
 
+def _malformed(exc: DecodeError) -> InvalidArgument:
+    """A streamed message that does not decode (gRPC raises it from the request iterator)."""
+    return InvalidArgument(f"a message does not decode: {exc}")
+
+
+def _check_registration(reg: WorkerRegistration) -> None:
+    """Bound what a worker registration makes the queue manager keep (DESIGN §11)."""
+    labels = reg.labels
+    if len(labels) > MAX_LABELS or any(
+        not k or len(k) > MAX_ID_LENGTH or len(v) > MAX_ID_LENGTH for k, v in labels.items()
+    ):
+        raise InvalidArgument(
+            f"at most {MAX_LABELS} labels, keys 1..{MAX_ID_LENGTH} chars, values at most "
+            f"{MAX_ID_LENGTH}",
+            field="register.labels",
+        )
+
+
+def _check_forwardable(batch: Batch, limit: int, what: str) -> None:
+    """A batch the queue manager could not forward without passing the message limit is refused.
+
+    Accepted, it would fail every dispatch (a task batch) or every client stream the session
+    opens (a result batch).
+    """
+    size = batch.ByteSize()
+    if size + FORWARD_HEADROOM_BYTES + _FORWARD_BYTES_PER_TASK * len(batch.tasks) > limit:
+        raise ResourceExhausted(
+            f"{what} {batch.id[:MAX_ID_LENGTH]!r} of {size} bytes and {len(batch.tasks)} tasks "
+            f"cannot be forwarded within the {limit}-byte message limit; leave "
+            f"{FORWARD_HEADROOM_BYTES} bytes plus {_FORWARD_BYTES_PER_TASK} per task of room"
+        )
+
+
 class _Failure:
     """The first error raised by a stream's reader task, handed to its writer."""
 
     error: AlpcrunError | None = None
 
 
-class QueueService(QueueServicer):
-    """The queue service over a :class:`QueueCore`."""
+async def _no_sync() -> None:
+    return None
 
-    def __init__(self, core: QueueCore) -> None:
+
+class QueueService(QueueServicer):
+    """The queue service over a :class:`QueueCore`.
+
+    Args:
+        core: The core.
+        sync: Awaited before answering a session change (the journal's write), so a session
+            a client was told about survives a crash.
+        max_message_bytes: The server's message size limit (``max_message_bytes`` setting):
+            task and result batches that could not be forwarded within it are refused.
+    """
+
+    def __init__(
+        self,
+        core: QueueCore,
+        sync: Callable[[], Awaitable[None]] = _no_sync,
+        *,
+        max_message_bytes: int = MAX_MESSAGE_BYTES,
+    ) -> None:
         self.core = core
         self.accepting = True
+        self._sync = sync
+        self.max_message_bytes = max_message_bytes
 
     def _check_open(self) -> None:
         if not self.accepting:
@@ -75,9 +144,11 @@ class QueueService(QueueServicer):
         """Create a session."""
         try:
             self._check_open()
-            return session_to_proto(self.core.create_session(request.attributes))
+            record = self.core.create_session(request.attributes)
         except AlpcrunError as exc:
             await abort_with(context, exc)
+        await self._sync()
+        return session_to_proto(record)
 
     async def GetSession(self, request: GetSessionRequest, context: Context) -> Session:
         """Read a session."""
@@ -89,11 +160,11 @@ class QueueService(QueueServicer):
     async def UpdateSession(self, request: UpdateSessionRequest, context: Context) -> Session:
         """Change a session's attributes live."""
         try:
-            return session_to_proto(
-                self.core.update_session(request.session_id, request.attributes)
-            )
+            record = self.core.update_session(request.session_id, request.attributes)
         except AlpcrunError as exc:
             await abort_with(context, exc)
+        await self._sync()
+        return session_to_proto(record)
 
     async def CloseSession(
         self, request: CloseSessionRequest, context: Context
@@ -101,9 +172,10 @@ class QueueService(QueueServicer):
         """Close a session."""
         try:
             record, discarded = self.core.close_session(request.session_id)
-            return CloseSessionResponse(session=session_to_proto(record), discarded_tasks=discarded)
         except AlpcrunError as exc:
             await abort_with(context, exc)
+        await self._sync()
+        return CloseSessionResponse(session=session_to_proto(record), discarded_tasks=discarded)
 
     async def ClientStreamDeadLetters(
         self, request: DeadLettersRequest, context: Context
@@ -113,14 +185,16 @@ class QueueService(QueueServicer):
             record = self.core.session(request.session_id)
         except AlpcrunError as exc:
             await abort_with(context, exc)
+        budget = min(_LETTER_BYTES_PER_BATCH, self.max_message_bytes // 2)
         batch = Batch(session_id=record.id)
         size = 0
         for entry in record.dead_letters:
-            batch.tasks.append(entry.task)
-            size += entry.task.ByteSize()
-            if len(batch.tasks) >= _LETTERS_PER_BATCH or size >= _LETTER_BYTES_PER_BATCH:
+            letter = entry.task.ByteSize() + 8  # with its tag and length prefix
+            if batch.tasks and (len(batch.tasks) >= _LETTERS_PER_BATCH or size + letter > budget):
                 yield batch
                 batch, size = Batch(session_id=record.id), 0
+            batch.tasks.append(entry.task)
+            size += letter
         if batch.tasks:
             yield batch
 
@@ -164,12 +238,16 @@ class QueueService(QueueServicer):
                 if not request.HasField("batch"):
                     raise InvalidArgument("a request must carry a batch or an ack", field="batch")
                 self._check_open()
+                _check_forwardable(request.batch, self.max_message_bytes, "batch")
                 core.submit(record, request.batch)
                 while not core.has_room(record) and not outlet.closed:
                     outlet.room.clear()  # backpressure: stop reading until workers drain
                     await outlet.room.wait()
         except AlpcrunError as exc:
             failure.error = exc
+            outlet.wakeup.set()
+        except DecodeError as exc:
+            failure.error = _malformed(exc)
             outlet.wakeup.set()
 
     async def _write_client(
@@ -191,7 +269,7 @@ class QueueService(QueueServicer):
             if outlet.closed:
                 return
             outlet.wakeup.clear()
-            if not results.undelivered:
+            if results.peek() is None:
                 await outlet.wakeup.wait()
 
     # ------------------------------------------------------------------ workers
@@ -204,11 +282,15 @@ class QueueService(QueueServicer):
             first = await anext(aiter(request_iterator), None)
             if first is None or not first.HasField("register"):
                 raise InvalidArgument("the first message must be a registration", field="register")
+            _check_registration(first.register)
         except AlpcrunError as exc:
             await abort_with(context, exc)
+        except DecodeError as exc:
+            await abort_with(context, _malformed(exc))
         outlet: QueueOutlet[WorkerInstruction] = QueueOutlet()
+        failure = _Failure()
         worker = self.core.register_worker(first.register, outlet)
-        reader = asyncio.create_task(self._read_status(worker, request_iterator, outlet))
+        reader = asyncio.create_task(self._read_status(worker, request_iterator, outlet, failure))
         try:
             await context.send_initial_metadata(((MD_WORKER_ID, worker.id),))
             while (items := await outlet.next_batch()) is not None:
@@ -217,18 +299,24 @@ class QueueService(QueueServicer):
         finally:
             reader.cancel()
             self.core.worker_lost(worker.id)
+        if failure.error is not None:
+            await abort_with(context, failure.error)
 
     async def _read_status(
         self,
         worker: WorkerRecord,
         requests: AsyncIterator[WorkerStatus],
         outlet: QueueOutlet[WorkerInstruction],
+        failure: _Failure,
     ) -> None:
         with contextlib.suppress(grpc.aio.AioRpcError, asyncio.CancelledError):
-            async for status in requests:
-                if status.HasField("heartbeat"):
-                    draining = status.heartbeat.state == WorkerState.WORKER_STATE_DRAINING
-                    self.core.heartbeat(worker.id, draining=draining)
+            try:
+                async for status in requests:
+                    if status.HasField("heartbeat"):
+                        draining = status.heartbeat.state == WorkerState.WORKER_STATE_DRAINING
+                        self.core.heartbeat(worker.id, draining=draining)
+            except DecodeError as exc:
+                failure.error = _malformed(exc)
         outlet.close()
 
     async def WorkerStream(  # type: ignore[override]  # writes via context.write
@@ -265,7 +353,10 @@ class QueueService(QueueServicer):
     ) -> None:
         try:
             async for batch in requests:
+                _check_forwardable(batch, self.max_message_bytes, "result batch")
                 self.core.worker_results(worker, batch)
         except AlpcrunError as exc:
             failure.error = exc
+        except DecodeError as exc:
+            failure.error = _malformed(exc)
         outlet.close()

@@ -35,6 +35,7 @@ class Grid:
     procs: list[subprocess.Popen[bytes]] = field(default_factory=list)
     qm: subprocess.Popen[bytes] | None = None
     logs: dict[int, Path] = field(default_factory=dict)
+    env_extra: dict[str, str] = field(default_factory=dict)
 
     def _spawn(self, cmd: list[str]) -> subprocess.Popen[bytes]:
         log = self.logdir / f"proc-{len(self.procs)}.log"
@@ -55,6 +56,7 @@ class Grid:
         env = dict(os.environ)
         env["PYTHONPATH"] = str(ROOT)
         env["ALPCRUNCH_API_KEY"] = self.api_key
+        env.update(self.env_extra)
         return env
 
     def start_queue_manager(self, *extra: str) -> subprocess.Popen[bytes]:

@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
+import time
+
 from workers_sdk import TaskContext, Worker
+
+log = logging.getLogger("tests.e2e.workers")
 
 
 class EchoWorker(Worker):
@@ -11,4 +17,25 @@ class EchoWorker(Worker):
     async def handle(self, task: TaskContext) -> bytes:
         if task.payload.startswith(b"fail:"):
             raise ValueError(f"cannot handle {task.payload.decode()}")
+        return task.payload[::-1]
+
+
+class SlowWorker(Worker):
+    """Logs "started <task id>", then: b"sleep:S" sleeps S seconds on the loop, b"block" blocks
+    the whole event loop for a minute; returns the payload."""
+
+    async def handle(self, task: TaskContext) -> bytes:
+        log.warning("started %s", task.task_id)
+        if task.payload.startswith(b"sleep:"):
+            await asyncio.sleep(float(task.payload.removeprefix(b"sleep:")))
+        elif task.payload == b"block":
+            time.sleep(60)  # noqa: ASYNC251 - a handler that blocks the loop, on purpose
+        return task.payload
+
+
+class PacedEchoWorker(Worker):
+    """Returns the payload reversed after 1 ms, so a run lasts long enough to be disturbed."""
+
+    async def handle(self, task: TaskContext) -> bytes:
+        await asyncio.sleep(0.001)
         return task.payload[::-1]

@@ -142,6 +142,8 @@ def test_per_task_errors_do_not_fail_batch_mates():
     assert by_id["t2"].error.reason == ErrorReason.ERROR_REASON_NON_RETRYABLE
     assert by_id["t3"].error.type == "Retry"
     assert by_id["t3"].error.reason == ErrorReason.ERROR_REASON_ERROR
+    assert by_id["t3"].error.retry_after_ms == 2500
+    assert by_id["t1"].error.retry_after_ms == 0
     assert by_id["t4"].error.type == "TypeError"
     assert "NoneType" in by_id["t4"].error.message
     assert by_id["t5"].payload == b"ba"

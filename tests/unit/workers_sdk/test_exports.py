@@ -12,6 +12,7 @@ def test_all_is_pinned():
         "NonRetryableError",
         "Retry",
         "TaskContext",
+        "TaskTimeout",
         "Worker",
         "WorkerError",
         "WorkerHarness",
@@ -25,6 +26,6 @@ def test_all_is_pinned():
 
 def test_errors_share_the_alpcrun_root():
     """Every worker error is an AlpcrunError under WorkerError."""
-    for cls in (workers_sdk.Retry, workers_sdk.NonRetryableError):
+    for cls in (workers_sdk.Retry, workers_sdk.NonRetryableError, workers_sdk.TaskTimeout):
         assert issubclass(cls, workers_sdk.WorkerError)
     assert issubclass(workers_sdk.WorkerError, AlpcrunError)

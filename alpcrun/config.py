@@ -176,7 +176,7 @@ class QueueManagerSettings(_Base):
     journal: str | None = None
     """SQLite file journaling sessions, queued and in-flight batches, undelivered results and
     dead letters (WAL, batched writes); recovered on start. Unset: state is in memory only."""
-    journal_flush_interval: Seconds = Field(default=0.005, gt=0, le=1)
+    journal_flush_interval: Seconds = Field(default=0.001, gt=0, le=1)
     """Most time a change waits before it is written to the journal (results wait for it)."""
     journal_sync: Literal["normal", "full"] = "normal"
     """SQLite synchronous mode: normal survives a crash of the process; full also survives

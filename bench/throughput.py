@@ -85,9 +85,12 @@ class Grid:
     SIGTERM if this script dies without cleaning up.
     """
 
-    def __init__(self, workers: int, concurrency: int | None, log_dir: Path) -> None:
+    def __init__(
+        self, workers: int, concurrency: int | None, log_dir: Path, *, journal: bool = False
+    ) -> None:
         self.workers = workers
         self.concurrency = concurrency
+        self.journal = journal
         self.log_dir = log_dir
         self.api_key = secrets.token_urlsafe(16)
         self.port = _free_port()
@@ -118,6 +121,8 @@ class Grid:
         """Start the queue manager, wait for its health check, start the workers, wait for them."""
         qm_args = ["queue-manager", "--host", "127.0.0.1", "--port", str(self.port)]
         qm_args += ["--metrics-port", "0", "--api-key", self.api_key, "--log-level", "warning"]
+        if self.journal:
+            qm_args += ["--journal", str(self.log_dir / "journal.db")]
         self._spawn("queue-manager", qm_args)
         deadline = time.monotonic() + READY_TIMEOUT_S
         with grpc.insecure_channel(self.address) as channel:
@@ -191,10 +196,10 @@ class Grid:
 
 
 @contextlib.contextmanager
-def running_grid(workers: int, concurrency: int | None) -> Iterator[Grid]:
+def running_grid(workers: int, concurrency: int | None, *, journal: bool = False) -> Iterator[Grid]:
     """Start a grid for the ``with`` block; its processes are ended on every way out."""
     with tempfile.TemporaryDirectory(prefix="alpcrun-bench-") as log_dir:
-        grid = Grid(workers, concurrency, Path(log_dir))
+        grid = Grid(workers, concurrency, Path(log_dir), journal=journal)
         try:
             grid.start()
             yield grid
@@ -372,6 +377,11 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--json", metavar="PATH", type=Path, help="also write the results here")
     parser.add_argument(
+        "--journal",
+        action="store_true",
+        help="run the queue manager with its SQLite journal (in the run's temporary directory)",
+    )
+    parser.add_argument(
         "--quick",
         action="store_true",
         help="2,000 tasks, 200 latency samples, batch sizes 100,1000",
@@ -400,12 +410,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, _raise_interrupt)
     facts = machine_facts()
     print(
-        f"alpcrun bench: {args.workers} workers, {facts['cpu_count']} CPUs, "
+        f"alpcrun bench: {args.workers} workers, journal {'on' if args.journal else 'off'}, "
+        f"{facts['cpu_count']} CPUs, "
         f"Python {facts['python']}, {facts['platform']}",
         flush=True,
     )
     try:
-        with running_grid(args.workers, args.concurrency) as grid:
+        with running_grid(args.workers, args.concurrency, journal=args.journal) as grid:
             throughput, latency = asyncio.run(
                 run_benchmark(grid, args.batch_sizes, args.tasks, args.latency_samples)
             )
@@ -422,6 +433,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "config": {
                 "workers": args.workers,
                 "concurrency": args.concurrency,
+                "journal": args.journal,
                 "tasks": args.tasks,
                 "batch_sizes": args.batch_sizes,
                 "latency_samples": args.latency_samples,

@@ -22,6 +22,10 @@
 | alpcrun_preemptions_total | counter | | workers preempted for higher-priority sessions |
 | alpcrun_sessions_expired_total | counter | | sessions closed by ``session_expiry`` |
 | alpcrun_workers_lost_total | counter | | workers declared lost |
+| alpcrun_task_retries_total | counter | | task attempts that failed and were tried again |
+| alpcrun_attempts_timed_out_total | counter | | attempts failed by ``task_timeout`` |
+| alpcrun_duplicates_dropped_total | counter | kind | dropped late results / resent batches |
+| alpcrun_dead_letters | gauge | | tasks in dead-letter queues |
 """
 
 from __future__ import annotations
@@ -125,8 +129,25 @@ class CoreCollector(Collector):
             ("alpcrun_binds", "Workers bound to sessions.", st.binds),
             ("alpcrun_sessions_expired", "Sessions closed by expiry.", st.sessions_expired),
             ("alpcrun_workers_lost", "Workers declared lost.", st.workers_lost),
+            ("alpcrun_task_retries", "Task attempts failed and tried again.", st.retried_tasks),
+            (
+                "alpcrun_attempts_timed_out",
+                "Attempts failed by task_timeout.",
+                st.timed_out_attempts,
+            ),
         ):
             yield CounterMetricFamily(name, doc, value=value)
+        dupes = CounterMetricFamily(
+            "alpcrun_duplicates_dropped",
+            "Late results of abandoned attempts and client batches sent again, dropped.",
+            labels=["kind"],
+        )
+        dupes.add_metric(["result"], st.duplicate_results)
+        dupes.add_metric(["batch"], st.duplicate_batches)
+        yield dupes
+        yield GaugeMetricFamily(
+            "alpcrun_dead_letters", "Tasks in dead-letter queues.", value=st.dead_letters
+        )
         reasons = dict(st.unbinds_by_reason)
         unbinds = CounterMetricFamily(
             "alpcrun_unbinds", "Workers unbound from sessions, by reason.", labels=["reason"]

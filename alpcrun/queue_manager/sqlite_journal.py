@@ -113,7 +113,7 @@ class SqliteJournal:
 
     enabled = True
 
-    def __init__(self, path: str, *, flush_interval: float = 0.005, sync: str = "normal") -> None:
+    def __init__(self, path: str, *, flush_interval: float = 0.001, sync: str = "normal") -> None:
         self.path = path
         self.flush_interval = flush_interval
         self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)

@@ -8,8 +8,13 @@ import workers_sdk
 def test_client_exports():
     assert sorted(alpcrun.client.__all__) == [
         "AsyncClient",
+        "AsyncDeadLetters",
         "AsyncSession",
         "Client",
+        "DeadLetterInfo",
+        "DeadLetterOutcome",
+        "DeadLetterPage",
+        "DeadLetters",
         "Progress",
         "Session",
         "TaskHandle",

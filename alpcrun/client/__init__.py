@@ -8,6 +8,11 @@ event-loop thread.
 from __future__ import annotations
 
 from alpcrun.client._client import AsyncClient as AsyncClient
+from alpcrun.client._deadletters import AsyncDeadLetters as AsyncDeadLetters
+from alpcrun.client._deadletters import DeadLetterInfo as DeadLetterInfo
+from alpcrun.client._deadletters import DeadLetterOutcome as DeadLetterOutcome
+from alpcrun.client._deadletters import DeadLetterPage as DeadLetterPage
+from alpcrun.client._deadletters import DeadLetters as DeadLetters
 from alpcrun.client._handle import TaskHandle as TaskHandle
 from alpcrun.client._results import Progress as Progress
 from alpcrun.client._results import TaskResult as TaskResult
@@ -17,8 +22,13 @@ from alpcrun.client.sync import Session as Session
 
 __all__ = [
     "AsyncClient",
+    "AsyncDeadLetters",
     "AsyncSession",
     "Client",
+    "DeadLetterInfo",
+    "DeadLetterOutcome",
+    "DeadLetterPage",
+    "DeadLetters",
     "Progress",
     "Session",
     "TaskHandle",

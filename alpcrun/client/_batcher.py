@@ -7,25 +7,34 @@ from collections.abc import Callable
 from alpcrun.proto import ClientStreamRequest
 
 
-class _Open:
-    """A batch being filled."""
+class PackedBatch:
+    """One batch: being filled, then sent and kept until every task of it is answered.
 
-    __slots__ = ("count", "nbytes", "request", "tasks")
+    Compared by identity, so it can key the registry of unfinished batches without
+    touching the protobuf message.
+    """
+
+    __slots__ = ("answered", "count", "nbytes", "request", "tasks")
 
     def __init__(self, request: ClientStreamRequest) -> None:
         self.request = request
+        """The ``ClientStreamRequest`` carrying the batch (built in place)."""
         self.tasks = request.batch.tasks
         self.count = 0
+        """Tasks in the batch."""
         self.nbytes = 0
+        """Payload bytes in the batch."""
+        self.answered = 0
+        """Tasks whose final result has arrived (kept by the stream, not the batcher)."""
 
 
 class Batcher:
     """Packs tasks into batches of at most ``max_tasks`` tasks and about ``max_bytes`` bytes.
 
-    A full batch is handed to ``emit`` at once; partly filled ones wait for :meth:`flush`
-    (which the stream calls after its linger time). Tasks of different priorities go to
-    separate batches, because priority is a batch field. The request message is built in
-    place, so emitting a batch copies nothing.
+    A full batch is handed to ``emit`` (as a :class:`PackedBatch`) at once; partly filled
+    ones wait for :meth:`flush` (which the stream calls after its linger time). Tasks of
+    different priorities go to separate batches, because priority is a batch field. The
+    request message is built in place, so emitting a batch copies nothing.
 
     Args:
         session_id: Written into every batch.
@@ -33,7 +42,7 @@ class Batcher:
         max_tasks: Most tasks per batch.
         max_bytes: A batch is emitted once its payload bytes reach this; a task that would
             push a non-empty batch past it starts a new batch.
-        emit: Receives each finished request, in order.
+        emit: Receives each finished batch, in order.
     """
 
     __slots__ = ("_emit", "_max_bytes", "_max_tasks", "_new_batch_id", "_open", "_session_id")
@@ -45,17 +54,21 @@ class Batcher:
         new_batch_id: Callable[[], str],
         max_tasks: int,
         max_bytes: int,
-        emit: Callable[[ClientStreamRequest], None],
+        emit: Callable[[PackedBatch], None],
     ) -> None:
         self._session_id = session_id
         self._new_batch_id = new_batch_id
         self._max_tasks = max_tasks
         self._max_bytes = max_bytes
         self._emit = emit
-        self._open: dict[int, _Open] = {}
+        self._open: dict[int, PackedBatch] = {}
 
-    def add(self, task_id: str, payload: bytes, priority: int) -> None:
-        """Append one task to the open batch of ``priority``, emitting the batch when full."""
+    def add(self, task_id: str, payload: bytes, priority: int) -> PackedBatch:
+        """Append one task to the open batch of ``priority``, emitting the batch when full.
+
+        Returns:
+            The batch the task went into.
+        """
         size = len(payload)
         current = self._open.get(priority)
         if current is None:
@@ -68,6 +81,7 @@ class Batcher:
         current.nbytes += size
         if current.count >= self._max_tasks or current.nbytes >= self._max_bytes:
             self._emit_open(priority)
+        return current
 
     def flush(self) -> int:
         """Emit every partly filled batch, highest priority first.
@@ -90,14 +104,14 @@ class Batcher:
         """Tasks waiting in partly filled batches."""
         return sum(batch.count for batch in self._open.values())
 
-    def _start(self, priority: int) -> _Open:
+    def _start(self, priority: int) -> PackedBatch:
         request = ClientStreamRequest()
         batch = request.batch
         batch.id = self._new_batch_id()
         batch.session_id = self._session_id
         batch.priority = priority
-        current = self._open[priority] = _Open(request)
+        current = self._open[priority] = PackedBatch(request)
         return current
 
     def _emit_open(self, priority: int) -> None:
-        self._emit(self._open.pop(priority).request)
+        self._emit(self._open.pop(priority))

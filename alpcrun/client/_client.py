@@ -11,7 +11,7 @@ from typing import Any, Self, Unpack
 from pydantic import SecretStr
 
 from alpcrun.client._attributes import SessionOptions, session_attributes
-from alpcrun.client._rpc import Connection, StreamOptions, unary
+from alpcrun.client._rpc import Connection, StreamOptions
 from alpcrun.client._session import AsyncSession
 from alpcrun.config import ClientSettings, load_settings
 from alpcrun.errors import AlpcrunError
@@ -70,7 +70,13 @@ class AsyncClient:
             settings = self._settings
             key = settings.api_key.get_secret_value() if settings.api_key is not None else None
             channel = insecure_channel(settings.queue_manager, settings.max_message_bytes)
-            self._conn = Connection(channel, key, StreamOptions.from_settings(settings))
+            self._conn = Connection(
+                channel,
+                key,
+                StreamOptions.from_settings(settings),
+                address=settings.queue_manager,
+                reconnect_timeout=settings.reconnect_timeout,
+            )
         return self._conn
 
     def _track(self, session: AsyncSession) -> AsyncSession:
@@ -89,13 +95,20 @@ class AsyncClient:
         Returns:
             The session, with its resolved attributes.
 
+        ``CreateSession`` waits up to ``reconnect_timeout`` for the queue manager to accept
+        the connection, but is never sent twice: a retry after a failure mid-call could
+        create a second session. If it fails with ``Unavailable`` once sent, a session may
+        or may not have been created (an unused one expires on the server).
+
         Raises:
             TypeError: An unknown attribute, a wrong type, or no ``app_id``.
             InvalidArgument: The server refused an attribute (``field`` names it).
+            ReconnectFailed: The queue manager could not be reached within reconnect_timeout.
+            Unavailable: The connection failed after the request was sent.
         """
         conn = self._connection()
         request = CreateSessionRequest(attributes=session_attributes(attrs, create=True))
-        info = await unary(conn.stub.CreateSession(request, metadata=conn.metadata))
+        info = await conn.unary(conn.stub.CreateSession, request, resend=False)
         return self._track(AsyncSession(conn, info, on_end=self._forget))
 
     @contextlib.asynccontextmanager
@@ -130,7 +143,7 @@ class AsyncClient:
         """
         conn = self._connection()
         request = GetSessionRequest(session_id=session_id)
-        info = await unary(conn.stub.GetSession(request, metadata=conn.metadata))
+        info = await conn.unary(conn.stub.GetSession, request)
         session = self._track(AsyncSession(conn, info, on_end=self._forget))
         session._live_stream()
         return session

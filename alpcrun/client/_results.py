@@ -118,17 +118,25 @@ class SessionStatistics:
     """Results received that carried an error."""
     pending: int
     """Tasks submitted and not answered yet (unsent ones included)."""
+    reconnects: int = 0
+    """Times the session's stream was re-attached after a lost connection."""
+    duplicate_messages: int = 0
+    """Result messages the queue manager wrote again after a re-attach, dropped by ``seq``."""
+    duplicate_tasks: int = 0
+    """Task results dropped because the task's result had already been delivered."""
 
 
 class Counters:
-    """Mutable task counters shared by a session and its streams (plain ints, no locking)."""
+    """Mutable counters shared by a session and its streams (plain ints, no locking)."""
 
-    __slots__ = ("completed", "failed", "submitted")
+    __slots__ = ("completed", "duplicate_tasks", "failed", "reconnects", "submitted")
 
     def __init__(self) -> None:
         self.submitted = 0
         self.completed = 0
         self.failed = 0
+        self.reconnects = 0
+        self.duplicate_tasks = 0
 
 
 class Unclaimed:

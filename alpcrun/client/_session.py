@@ -10,12 +10,14 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Self, Unpack
 
 from alpcrun.client._attributes import SessionOptions, session_attributes
+from alpcrun.client._deadletters import AsyncDeadLetters
 from alpcrun.client._handle import TaskHandle
 from alpcrun.client._map import MapRun, Payloads, ProgressCallback
+from alpcrun.client._pending import IdSource, SeqFilter
 from alpcrun.client._results import Counters, SessionStatistics, TaskResult, Unclaimed
-from alpcrun.client._rpc import read_all, unary
-from alpcrun.client._stream import IdSource, TaskStream
-from alpcrun.errors import AlpcrunError, SessionClosed, SessionError
+from alpcrun.client._rpc import read_all
+from alpcrun.client._stream import TaskStream
+from alpcrun.errors import AlpcrunError, SessionClosed, SessionError, SessionLost
 from alpcrun.proto import (
     CloseSessionRequest,
     DeadLettersRequest,
@@ -37,6 +39,10 @@ class AsyncSession:
     Create one with :meth:`AsyncClient.session` (closed on exit), :meth:`AsyncClient.create_session`
     or :meth:`AsyncClient.attach_session`. The session's ``ClientStream`` opens on the first
     submit or map (at once on attach) and is shared by every handle and map of the session.
+    A lost connection is re-established within the client's ``reconnect_timeout``: unanswered
+    batches are sent again and each result is delivered once; pending handles and maps fail
+    with ``ReconnectFailed`` after that, or ``SessionLost`` if the queue manager forgot the
+    session (see docs/client.md).
 
     Attributes:
         id: The server-generated session id.
@@ -58,6 +64,7 @@ class AsyncSession:
         self._on_end = on_end
         self._ids = IdSource()
         self._counters = Counters()
+        self._receipts = SeqFilter()
         self._unclaimed = Unclaimed(conn.options.window)
         self._stream: TaskStream | None = None
         self._ended: AlpcrunError | None = None
@@ -144,6 +151,15 @@ class AsyncSession:
         if self._stream is not None and self._stream.error is None:
             await self._stream.flush()
 
+    @property
+    def dead_letter_queue(self) -> AsyncDeadLetters:
+        """The session's dead-letter queue: list, inspect, resubmit and discard letters.
+
+        See :class:`~alpcrun.client.AsyncDeadLetters`; :meth:`dead_letters` is the
+        one-call snapshot of the same queue.
+        """
+        return AsyncDeadLetters(self._conn, self.id)
+
     async def dead_letters(self) -> list[TaskResult]:
         """Read the session's dead-letter queue (a snapshot; the tasks stay in it).
 
@@ -176,10 +192,18 @@ class AsyncSession:
         return self._unclaimed.take()
 
     def statistics(self) -> SessionStatistics:
-        """Task counters of this session object."""
+        """Task, reconnect and duplicate counters of this session object."""
         counters = self._counters
         pending = self._stream.pending if self._stream is not None else 0
-        return SessionStatistics(counters.submitted, counters.completed, counters.failed, pending)
+        return SessionStatistics(
+            counters.submitted,
+            counters.completed,
+            counters.failed,
+            pending,
+            reconnects=counters.reconnects,
+            duplicate_messages=self._receipts.dropped,
+            duplicate_tasks=counters.duplicate_tasks,
+        )
 
     # -- attributes and lifecycle ---------------------------------------------------------
 
@@ -191,30 +215,43 @@ class AsyncSession:
         Raises:
             TypeError: An unknown attribute or a value of the wrong type.
             InvalidArgument: The server refused a value (``field`` names it).
+            ReconnectFailed: The queue manager could not be reached within reconnect_timeout.
+            SessionLost: The queue manager no longer knows the session.
         """
         request = UpdateSessionRequest(
             session_id=self.id, attributes=session_attributes(attrs, create=False)
         )
-        info = await unary(self._conn.stub.UpdateSession(request, metadata=self._conn.metadata))
+        conn = self._conn
+        info = await conn.unary(conn.stub.UpdateSession, request, session_id=self.id)
         self.attributes = info.attributes
         self.state = info.state
 
     async def close(self) -> None:
         """Close the session (``CloseSession``); tasks still pending fail with ``SessionClosed``.
 
-        Closing twice is a no-op.
+        Closing twice is a no-op. ``CloseSession`` is retried on connection failures within
+        the client's ``reconnect_timeout``.
+
+        Raises:
+            ReconnectFailed: The queue manager could not be reached within reconnect_timeout.
+            SessionLost: The queue manager no longer knows the session (unless the session's
+                stream found that out already: then there is nothing to close).
         """
-        if self._ended is not None:
+        if self._lost() or self._ended is not None:
             return
-        error = SessionClosed(f"session {self.id} was closed")
+        error: AlpcrunError = SessionClosed(f"session {self.id} was closed")
         self._ended = error
         stream = self._stream
         if stream is not None:
             stream.set_end_error(error)
+        conn = self._conn
         try:
             request = CloseSessionRequest(session_id=self.id)
-            reply = await unary(self._conn.stub.CloseSession(request, metadata=self._conn.metadata))
+            reply = await conn.unary(conn.stub.CloseSession, request, session_id=self.id)
             self.state = reply.session.state
+        except AlpcrunError as exc:
+            error = exc
+            raise
         finally:
             if stream is not None:
                 await stream.aclose(error)
@@ -227,7 +264,7 @@ class AsyncSession:
         for the next :meth:`AsyncClient.attach_session`, and this object's pending handles and
         maps fail with ``SessionError``.
         """
-        if self._ended is not None:
+        if self._lost() or self._ended is not None:
             return
         error = SessionError(f"session {self.id} was detached before the result arrived")
         self._ended = error
@@ -237,14 +274,23 @@ class AsyncSession:
         finally:
             self._notify_end()
 
+    def _lost(self) -> bool:
+        """Whether the queue manager lost the session; if so this object is finished."""
+        stream = self._stream
+        if self._ended is None and stream is not None and isinstance(stream.error, SessionLost):
+            self._ended = stream.error
+            self._notify_end()
+        return isinstance(self._ended, SessionLost)
+
     def _live_stream(self) -> TaskStream:
+        self._lost()
         if self._ended is not None:
             raise self._ended.with_traceback(None)
         stream = self._stream
         if stream is None or stream.error is not None:
-            # Reconnect-and-resend is future work: a new stream starts empty.
+            # The old stream gave up (or failed for good): a new one starts a new attempt.
             stream = self._stream = TaskStream(
-                self._conn, self.id, self._ids, self._counters, self._unclaimed
+                self._conn, self.id, self._ids, self._counters, self._unclaimed, self._receipts
             )
         return stream
 

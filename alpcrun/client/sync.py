@@ -18,6 +18,7 @@ from typing import Any, Self, TypeVar, Unpack
 
 from alpcrun.client._attributes import SessionOptions
 from alpcrun.client._client import AsyncClient
+from alpcrun.client._deadletters import DeadLetters
 from alpcrun.client._map import ProgressCallback
 from alpcrun.client._results import SessionStatistics, TaskResult
 from alpcrun.client._session import AsyncSession
@@ -183,6 +184,11 @@ class Session:
     def flush(self) -> None:
         """Send every partly filled batch now and wait until all batches are written."""
         self._loop.run(self._async.flush())
+
+    @property
+    def dead_letter_queue(self) -> DeadLetters:
+        """The session's dead-letter queue: list, inspect, resubmit and discard letters."""
+        return DeadLetters(self._async.dead_letter_queue, self._loop)
 
     def dead_letters(self) -> list[TaskResult]:
         """Read the session's dead-letter queue (a snapshot)."""

@@ -82,13 +82,20 @@ def from_rpc_error(err: grpc.RpcError) -> errors.AlpcrunError:
         return errors.Unavailable(f"connection lost ({details})")
     cls = _FROM_CODE.get(code, errors.TransportError)
     if cls is errors.InvalidArgument:
-        field = ""
-        trailers = err.trailing_metadata() if hasattr(err, "trailing_metadata") else None
-        item: Any
-        for item in trailers or ():  # pairs in grpc.aio, namedtuples in sync grpc
-            if item[0] == MD_ERROR_FIELD:
-                field = str(item[1])
-        return errors.InvalidArgument(details, field=field)
+        return errors.InvalidArgument(details, field=_error_field(err))
+    if cls is errors.SessionNotFound and (field := _error_field(err)):
+        # Only NotFound names a field: a dead letter, a dispatch, not a session.
+        return errors.NotFound(details, field=field)
     if cls is errors.TransportError:
         return errors.TransportError(f"{code.name}: {details}")
     return cls(details)
+
+
+def _error_field(err: grpc.RpcError) -> str:
+    """The ``alpcrun-field`` trailer of a failed call, or ``""``."""
+    trailers = err.trailing_metadata() if hasattr(err, "trailing_metadata") else None
+    item: Any
+    for item in trailers or ():  # pairs in grpc.aio, namedtuples in sync grpc
+        if item[0] == MD_ERROR_FIELD:
+            return str(item[1])
+    return ""

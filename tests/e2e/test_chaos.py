@@ -140,3 +140,41 @@ async def test_hung_worker_is_declared_lost_within_worker_timeout(grid: Grid):
     assert failed.value.reason == "worker_lost" or "lost" in str(failed.value)
     (letter,) = letters
     assert letter.task.error.reason == proto.ErrorReason.ERROR_REASON_WORKER_LOST
+
+
+async def _run_through_restarts(grid: Grid, journal: str, sig: signal.Signals, n: int) -> None:
+    """Map ``n`` tasks while the queue manager is stopped with ``sig`` and restarted twice."""
+    qm_args = ("--journal", journal, "--scheduler-interval", "0.2s", "--shutdown-grace", "1s")
+    grid.start_queue_manager(*qm_args)
+    grid.start_worker(PACED)
+    grid.start_worker(PACED)
+    grid.wait_workers(2)
+    seen = bytearray(n)
+    restarts = 0
+    async with AsyncClient(grid.address, api_key=grid.api_key) as client:
+        async with client.session(app_id="restart", max_attempts=10) as session:
+            payloads = (f"task-{i:06d}".encode() for i in range(n))
+            async for r in session.map(payloads):
+                assert r.ok, r.error
+                assert r.payload == f"task-{r.index:06d}".encode()[::-1]
+                seen[r.index] += 1
+                done = n - seen.count(0)
+                if restarts < 2 and done >= (restarts + 1) * n // 3:
+                    assert grid.qm is not None
+                    grid.qm.send_signal(sig)
+                    await asyncio.to_thread(grid.qm.wait, 30)
+                    restarts += 1
+                    grid.start_queue_manager(*qm_args)
+    assert restarts == 2
+    doubled = n - seen.count(0) - seen.count(1)
+    assert seen.count(1) == n, f"missing {seen.count(0)}, doubled {doubled}"
+
+
+async def test_client_survives_queue_manager_restarts_with_the_journal(grid: Grid, tmp_path):
+    """SIGTERM, restart on the same journal, twice: the client gets every result exactly once."""
+    await _run_through_restarts(grid, str(tmp_path / "qm.db"), signal.SIGTERM, 20_000)
+
+
+async def test_sigkilled_queue_manager_with_the_journal_loses_nothing(grid: Grid, tmp_path):
+    """SIGKILL mid-run, restart on the same journal, twice: nothing lost, nothing doubled."""
+    await _run_through_restarts(grid, str(tmp_path / "qm.db"), signal.SIGKILL, 20_000)

@@ -3,7 +3,10 @@
 The fake answers every task with its payload reversed, fails tasks whose payload is
 ``b"boom"`` (and keeps them as dead letters), aborts the client stream with UNAVAILABLE on a
 ``b"kill"`` task, and records the metadata and batches it sees. ``withhold`` makes it read
-batches without answering them.
+batches without answering them; ``repeat_as`` makes it write every answer a second time, under
+that batch id (``""``: the same one), as a server that runs a batch twice would.
+``unavailable[name] = n`` answers the next ``n`` calls of method ``name`` with UNAVAILABLE
+(after they were received, as a queue manager going down mid-call would).
 """
 
 from __future__ import annotations
@@ -60,6 +63,8 @@ class FakeQueue(QueueServicer):
         self.batches: list[tuple[float, str, int, int]] = []  # (time, batch id, tasks, priority)
         self.update_requests: list[UpdateSessionRequest] = []
         self.withhold = False
+        self.repeat_as: str | None = None
+        self.unavailable: dict[str, int] = {}
         self.received = 0
         self.answered = 0
 
@@ -68,6 +73,9 @@ class FakeQueue(QueueServicer):
     async def _enter(self, name, context) -> dict[str, str]:
         md = {m.key: m.value for m in context.invocation_metadata() or ()}
         self.calls.append((name, md))
+        if self.unavailable.get(name, 0) > 0:
+            self.unavailable[name] -= 1
+            await context.abort(grpc.StatusCode.UNAVAILABLE, "fake server going down")
         if self.api_key is not None:
             if "api_key" not in md:
                 await context.abort(grpc.StatusCode.UNAUTHENTICATED, "no api_key")
@@ -188,7 +196,11 @@ class FakeQueue(QueueServicer):
             if any(task.payload == KILL for task in batch.tasks):
                 raise _Abort
             if not self.withhold:
-                await context.write(self.answer(batch, session))
+                response = self.answer(batch, session)
+                await context.write(response)
+                if self.repeat_as is not None:
+                    response.results.id = self.repeat_as or batch.id
+                    await context.write(response)
 
     # Worker calls are not used by client tests.
     async def WorkerUpdate(self, request_iterator, context):  # pragma: no cover

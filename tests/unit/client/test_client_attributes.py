@@ -18,8 +18,13 @@ def test_exports_are_pinned():
     """The client package exports exactly the curated public names."""
     assert alpcrun.client.__all__ == [
         "AsyncClient",
+        "AsyncDeadLetters",
         "AsyncSession",
         "Client",
+        "DeadLetterInfo",
+        "DeadLetterOutcome",
+        "DeadLetterPage",
+        "DeadLetters",
         "Progress",
         "Session",
         "TaskHandle",

@@ -16,7 +16,7 @@ def make(max_tasks=3, max_bytes=1 << 20):
         new_batch_id=lambda: f"b{next(counter)}",
         max_tasks=max_tasks,
         max_bytes=max_bytes,
-        emit=sent.append,
+        emit=lambda batch: sent.append(batch.request),
     )
     return batcher, sent
 

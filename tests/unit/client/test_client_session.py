@@ -11,6 +11,7 @@ from alpcrun.client import AsyncClient, Progress, TaskHandle
 from alpcrun.config import ClientSettings
 from alpcrun.errors import (
     PermissionDenied,
+    ReconnectFailed,
     SessionClosed,
     SessionError,
     SessionNotFound,
@@ -202,14 +203,91 @@ async def test_close_fails_pending_handles(client, fake):
     await session.close()  # idempotent
 
 
-async def test_stream_error_fails_pending(client):
-    """A stream that ends with an error fails pending handles with the mapped error."""
+async def test_stream_error_fails_pending(make_client):
+    """With reconnects disabled, a stream that fails fails pending handles at once."""
+    client = make_client(reconnect_timeout=0)
     async with client.session(app_id="demo") as session:
         handle = await session.submit(b"kill")
-        with pytest.raises(Unavailable):
+        with pytest.raises(ReconnectFailed, match="reconnect_timeout=0") as caught:
             await handle
+        assert isinstance(caught.value, Unavailable)
+        assert isinstance(caught.value.__cause__, Unavailable)
+        assert session.statistics().reconnects == 0
         # The next submit opens a fresh stream.
         assert await (await session.submit(b"ab")) == b"ba"
+
+
+async def test_a_repeated_result_reaches_its_handle_once(client, fake):
+    """A task answered twice in its own batch is delivered once; the repeat is counted."""
+    fake.repeat_as = ""
+    async with client.session(app_id="demo") as session:
+        handles = [await session.submit(b"%d" % i) for i in range(3)]
+        assert [await h for h in handles] == [b"0", b"1", b"2"]
+        await until_stats(session, lambda s: s.duplicate_tasks == 3)
+        stats = session.statistics()
+        assert (stats.completed, stats.duplicate_messages) == (3, 0)
+        assert await session.unclaimed_results() == []
+
+
+async def test_a_result_in_a_foreign_batch_is_unclaimed_not_dropped(client, fake):
+    """A second result for a task under another batch id (a resubmitted dead letter) is kept
+    for unclaimed_results()."""
+    fake.repeat_as = "resubmit-1"
+    async with client.session(app_id="demo") as session:
+        handle = await session.submit(b"ab")
+        assert await handle == b"ba"
+        again = await session.unclaimed_results(wait=5)
+        assert [(r.task_id, r.payload) for r in again] == [(handle.task_id, b"ba")]
+        assert session.statistics().duplicate_tasks == 0
+
+
+async def test_idempotent_calls_are_sent_again_after_unavailable(client, fake):
+    """UpdateSession, GetSession and CloseSession failing with UNAVAILABLE are sent again."""
+    fake.unavailable = {"UpdateSession": 2, "GetSession": 1, "CloseSession": 1}
+    session = await client.create_session(app_id="demo")
+    await session.update(priority=8)
+    assert session.attributes.priority == 8
+    again = await client.attach_session(session.id)
+    await again.close()
+    calls = [name for name, _ in fake.calls if name != "ClientStream"]
+    assert calls.count("UpdateSession") == 3
+    assert calls.count("GetSession") == 2
+    assert calls.count("CloseSession") == 2
+    assert fake.sessions[session.id].closed.is_set()
+
+
+async def test_create_session_is_not_sent_twice(client, fake):
+    """A CreateSession that fails once received is not sent again: Unavailable, one call."""
+    fake.unavailable = {"CreateSession": 1}
+    with pytest.raises(Unavailable) as caught:
+        await client.create_session(app_id="demo")
+    assert not isinstance(caught.value, ReconnectFailed)
+    assert [name for name, _ in fake.calls] == ["CreateSession"]
+    assert (await client.create_session(app_id="demo")).id in fake.sessions
+
+
+async def until_stats(session, predicate, within: float = 5.0) -> None:
+    async with asyncio.timeout(within):
+        while not predicate(session.statistics()):  # noqa: ASYNC110 - counters have no event
+            await asyncio.sleep(0.01)
+
+
+async def test_stream_that_keeps_failing_is_given_up(make_client, fake):
+    """A batch that kills every stream is resent on each reconnect until reconnect_timeout."""
+    client = make_client(reconnect_timeout=0.6)
+    async with client.session(app_id="demo") as session:
+        start = asyncio.get_running_loop().time()
+        handle = await session.submit(b"kill")
+        with pytest.raises(ReconnectFailed, match=r"within reconnect_timeout=0\.6s"):
+            await handle
+        elapsed = asyncio.get_running_loop().time() - start
+        assert 0.5 <= elapsed < 3.0
+        reconnects = session.statistics().reconnects
+        assert reconnects >= 2
+        # Every reconnect sent the unanswered batch again, under its original id.
+        kill_batches = [batch_id for _, batch_id, n, _ in fake.batches]
+        assert len(kill_batches) == reconnects + 1
+        assert len(set(kill_batches)) == 1
 
 
 async def test_detach_and_attach(client, make_client, fake):

@@ -193,6 +193,21 @@ async def test_resubmit_with_reset_delivers_new_results_to_the_attached_client(g
     assert all(grid.worker.runs[t] == 3 for t in chosen)  # 2 failed attempts, then 1 good
 
 
+async def test_the_submitting_session_gets_results_of_its_resubmitted_tasks(grid: Grid) -> None:
+    """The session object that saw a task fail gets its resubmitted result as unclaimed."""
+    async with grid.client() as client:
+        session, results = await run_tasks(client, [b"boom:a", b"ok"], max_attempts=1)
+        failed = results[b"boom:a"]
+        assert not failed.ok
+        grid.worker.healed = True
+        outcome = await session.dead_letter_queue.resubmit([failed.task_id])
+        async with asyncio.timeout(15):
+            (again,) = await session.unclaimed_results(wait=None)
+    assert outcome == DeadLetterOutcome(1, ())
+    assert (again.task_id, again.payload) == (failed.task_id, b"BOOM:A")
+    assert session.statistics().duplicate_tasks == 0
+
+
 async def test_resubmit_without_reset_gives_exactly_one_more_attempt(grid: Grid) -> None:
     """With max_attempts used up, a resubmit buys one attempt; with reset, max_attempts again."""
     async with grid.client() as client:

@@ -27,6 +27,9 @@ from alpcrun.queue_manager.queues import QueuedBatch
 from alpcrun.queue_manager.records import SessionRecord, WorkerPhase, WorkerRecord
 
 _NON_RETRYABLE = ErrorReason.ERROR_REASON_NON_RETRYABLE
+_UNSPECIFIED = ErrorReason.ERROR_REASON_UNSPECIFIED
+MAX_RETRY_DELAY_MS = 3_600_000
+"""Longest ``retry_after`` honoured (one hour); a longer one is cut to it."""
 LOST_ERROR = TaskError(
     reason=ErrorReason.ERROR_REASON_WORKER_LOST,
     type="WorkerLost",
@@ -203,6 +206,8 @@ class Delivery:
         out_of_attempts = item.attempts >= record.config.max_attempts
         for i in failed:
             error = tasks[i].error
+            if error.reason == _UNSPECIFIED:
+                error.reason = ErrorReason.ERROR_REASON_ERROR
             if error.reason == _NON_RETRYABLE or out_of_attempts:
                 self._dead_letter(record, item, i, error)
                 tasks[i].attempt = item.attempts
@@ -213,7 +218,8 @@ class Delivery:
             skip = set(retry)
             final = [t for i, t in enumerate(tasks) if i not in skip]
             inputs = item.batch.tasks
-            self._retry(record, item, [inputs[i] for i in retry], delay_ms / 1000.0)
+            delay_s = min(delay_ms, MAX_RETRY_DELAY_MS) / 1000.0
+            self._retry(record, item, [inputs[i] for i in retry], delay_s)
             if final:
                 out = Batch(tasks=final)
                 ok = len(final) - (len(failed) - len(retry))

@@ -203,3 +203,17 @@ def test_resubmit_and_discard_dead_letters(h):
     count, _ = h.core.discard_dead_letters(s.id, None)
     assert count == 3
     assert len(s.dead_letters) == 0
+
+
+def test_an_error_without_reason_counts_as_error_and_long_delays_are_capped(h):
+    s, w, data = _setup(h, h.batch(ntasks=1), max_attempts=2)
+    h.core.worker_results(
+        w, _answer(data.sent[0], {"b1-t0": (R.ERROR_REASON_UNSPECIFIED, 2**32 - 1)})
+    )
+    (due, _, _) = s.delayed[0]
+    assert due - h.clock.monotonic() == 3600.0
+    h.clock.advance(3600.0)
+    w.last_seen = h.clock.monotonic()
+    h.core.tick()
+    h.core.worker_results(w, _answer(data.sent[-1], {"b1-t0": (R.ERROR_REASON_UNSPECIFIED, 0)}))
+    assert s.dead_letters.get("b1-t0").task.error.reason == R.ERROR_REASON_ERROR

@@ -18,7 +18,14 @@ from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal, TypeVar
 
 import yaml
-from pydantic import AliasChoices, BeforeValidator, Field, SecretStr, ValidationError
+from pydantic import (
+    AliasChoices,
+    BeforeValidator,
+    Field,
+    SecretStr,
+    ValidationError,
+    model_validator,
+)
 from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
@@ -181,6 +188,15 @@ class QueueManagerSettings(_Base):
     journal_sync: Literal["normal", "full"] = "normal"
     """SQLite synchronous mode: normal survives a crash of the process; full also survives
     the loss of the machine's power, at a cost in throughput."""
+
+    @model_validator(mode="after")
+    def _heartbeats_fit_in_timeout(self) -> QueueManagerSettings:
+        if self.heartbeat_interval >= self.worker_timeout:
+            raise ValueError(
+                f"heartbeat_interval ({self.heartbeat_interval:g}s) must be shorter than "
+                f"worker_timeout ({self.worker_timeout:g}s), or every worker is declared lost"
+            )
+        return self
 
 
 class WorkerSettings(_Base):

@@ -21,7 +21,7 @@ from alpcrun.proto import (
     add_queue_servicer,
 )
 from alpcrun.proto.channel import server_options
-from alpcrun.proto.server import add_standard_services, set_not_serving
+from alpcrun.proto.server import DecodeGuardInterceptor, add_standard_services, set_not_serving
 from alpcrun.queue_manager.admin import AdminService
 from alpcrun.queue_manager.auth import ApiKeyInterceptor
 from alpcrun.queue_manager.core import CoreLimits, QueueCore
@@ -75,7 +75,9 @@ class QueueManager:
         self.port = 0
         self.metrics_port: int | None = None
         self._server: grpc.aio.Server | None = None
-        self._service = QueueService(self.core, self._sync)
+        self._service = QueueService(
+            self.core, self._sync, max_message_bytes=settings.max_message_bytes
+        )
         self._health: Any = None
         self._tick_task: asyncio.Task[None] | None = None
         self._schedule_pending = False
@@ -115,14 +117,18 @@ class QueueManager:
         if self.journal is not None:
             self._recover()
         s = self.settings
-        interceptors: list[Any] = []
+        # Either interceptor turns a request that does not decode into INVALID_ARGUMENT.
+        interceptors: list[Any] = [DecodeGuardInterceptor()]
         if s.api_key is not None and not s.auth_disabled:
-            interceptors.append(ApiKeyInterceptor([s.api_key.get_secret_value()]))
+            interceptors = [ApiKeyInterceptor([s.api_key.get_secret_value()])]
         server = grpc.aio.server(
             options=server_options(s.max_message_bytes), interceptors=interceptors
         )
         add_queue_servicer(self._service, server)
-        add_admin_servicer(AdminService(self.core, self.clock.monotonic(), self._sync), server)
+        admin = AdminService(
+            self.core, self.clock.monotonic(), self._sync, max_message_bytes=s.max_message_bytes
+        )
+        add_admin_servicer(admin, server)
         self._health = await add_standard_services(server, _SERVICES)
         self.port = server.add_insecure_port(f"{s.host}:{s.port}")
         if self.port == 0:

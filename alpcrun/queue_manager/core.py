@@ -10,7 +10,7 @@ path (dispatch, attempts, results, dead letters) is :mod:`alpcrun.queue_manager.
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 
 from ulid import ULID
 
@@ -37,7 +37,23 @@ from alpcrun.queue_manager.stats import CoreStatistics, collect
 
 _INSTR = WorkerInstruction
 _RESUBMIT_BATCH = 100
-"""Tasks per batch when dead letters are resubmitted."""
+_RESUBMIT_BYTES = 1 << 19
+"""Dead letters are resubmitted in batches of at most this many tasks and bytes (a single
+larger letter travels alone: it fitted in the batch it came in)."""
+
+
+def _chunks(entries: list[DeadLetterEntry]) -> Iterator[list[DeadLetterEntry]]:
+    chunk: list[DeadLetterEntry] = []
+    size = 0
+    for entry in entries:
+        n = entry.task.ByteSize() + 8
+        if chunk and (len(chunk) >= _RESUBMIT_BATCH or size + n > _RESUBMIT_BYTES):
+            yield chunk
+            chunk, size = [], 0
+        chunk.append(entry)
+        size += n
+    if chunk:
+        yield chunk
 
 
 class QueueCore(Delivery):
@@ -203,8 +219,7 @@ class QueueCore(Delivery):
             key = (used, entry.priority, entry.use_shared_data, entry.shared_level)
             groups.setdefault(key, []).append(entry)
         for (used, priority, shared, level), entries in groups.items():
-            for start in range(0, len(entries), _RESUBMIT_BATCH):
-                chunk = entries[start : start + _RESUBMIT_BATCH]
+            for chunk in _chunks(entries):
                 batch = Batch(
                     id=f"resubmit-{ULID()}",
                     session_id=record.id,

@@ -10,7 +10,7 @@ path (dispatch, attempts, results, dead letters) is :mod:`alpcrun.queue_manager.
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 
 from ulid import ULID
 
@@ -18,42 +18,23 @@ from alpcrun._clock import Clock, MonotonicClock
 from alpcrun.constants import MAX_ID_LENGTH
 from alpcrun.errors import SessionClosed, SessionNotFound, WorkerNotFound
 from alpcrun.proto import (
-    Batch,
     SessionAttributes,
     SessionState,
     WorkerInstruction,
     WorkerRegistration,
 )
 from alpcrun.queue_manager.attributes import SessionConfig, apply, resolve_new
-from alpcrun.queue_manager.deadletters import DeadLetterEntry
+from alpcrun.queue_manager.deadletters import resubmit_batches
 from alpcrun.queue_manager.delivery import LOST_ERROR, Delivery
 from alpcrun.queue_manager.journal import Journal, NullJournal
 from alpcrun.queue_manager.limits import CoreLimits
 from alpcrun.queue_manager.outlets import ClientOutlet, WorkerControl, WorkerData
-from alpcrun.queue_manager.queues import QueuedBatch, TaskQueue
+from alpcrun.queue_manager.queues import TaskQueue
 from alpcrun.queue_manager.records import SessionRecord, WorkerPhase, WorkerRecord
 from alpcrun.queue_manager.scheduler import Action, Bind, Scheduler, Unbind, UnbindReason
 from alpcrun.queue_manager.stats import CoreStatistics, collect
 
 _INSTR = WorkerInstruction
-_RESUBMIT_BATCH = 100
-_RESUBMIT_BYTES = 1 << 19
-"""Dead letters are resubmitted in batches of at most this many tasks and bytes (a single
-larger letter travels alone: it fitted in the batch it came in)."""
-
-
-def _chunks(entries: list[DeadLetterEntry]) -> Iterator[list[DeadLetterEntry]]:
-    chunk: list[DeadLetterEntry] = []
-    size = 0
-    for entry in entries:
-        n = entry.task.ByteSize() + 8
-        if chunk and (len(chunk) >= _RESUBMIT_BATCH or size + n > _RESUBMIT_BYTES):
-            yield chunk
-            chunk, size = [], 0
-        chunk.append(entry)
-        size += n
-    if chunk:
-        yield chunk
 
 
 class QueueCore(Delivery):
@@ -213,31 +194,10 @@ class QueueCore(Delivery):
         if not taken:
             return 0, missing
         cap = record.config.max_attempts - 1
-        groups: dict[tuple[int, int, bool, int], list[DeadLetterEntry]] = {}
-        for entry in taken:
-            used = 0 if reset_attempts else min(entry.task.attempt, cap)
-            key = (used, entry.priority, entry.use_shared_data, entry.shared_level)
-            groups.setdefault(key, []).append(entry)
-        for (used, priority, shared, level), entries in groups.items():
-            for chunk in _chunks(entries):
-                batch = Batch(
-                    id=f"resubmit-{ULID()}",
-                    session_id=record.id,
-                    priority=priority,
-                    use_shared_data=shared,
-                    required_shared_data_update_level=level,
-                )
-                for entry in chunk:
-                    task = batch.tasks.add()
-                    task.CopyFrom(entry.task)
-                    task.ClearField("error")
-                    task.attempt = 0
-                item = QueuedBatch(
-                    batch, len(chunk), batch.ByteSize(), priority, next(self._keys), used
-                )
-                record.known[batch.id] = item.ntasks
-                record.queue.push(item)
-                self.journal.batch_added(record, item)
+        for item in resubmit_batches(record.id, taken, reset_attempts, cap, self._keys):
+            record.known[item.batch.id] = item.ntasks
+            record.queue.push(item)
+            self.journal.batch_added(record, item)
         record.failed -= len(taken)
         self.total_failed -= len(taken)
         self.journal.letters_removed(record, [e.task.id for e in taken])

@@ -12,7 +12,15 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
-from alpcrun.proto import Task
+from ulid import ULID
+
+from alpcrun.proto import Batch, Task
+from alpcrun.queue_manager.queues import QueuedBatch
+
+RESUBMIT_TASKS = 100
+RESUBMIT_BYTES = 1 << 19
+"""Dead letters are resubmitted in batches of at most this many tasks and bytes (a single
+larger letter travels alone: it fitted in the batch it came in)."""
 
 
 @dataclass(slots=True)
@@ -98,4 +106,53 @@ class DeadLetterQueue:
         self._letters.clear()
 
 
-__all__ = ["DeadLetterEntry", "DeadLetterQueue"]
+def _chunks(entries: list[DeadLetterEntry]) -> Iterator[list[DeadLetterEntry]]:
+    chunk: list[DeadLetterEntry] = []
+    size = 0
+    for entry in entries:
+        n = entry.task.ByteSize() + 8
+        if chunk and (len(chunk) >= RESUBMIT_TASKS or size + n > RESUBMIT_BYTES):
+            yield chunk
+            chunk, size = [], 0
+        chunk.append(entry)
+        size += n
+    if chunk:
+        yield chunk
+
+
+def resubmit_batches(
+    session_id: str,
+    entries: list[DeadLetterEntry],
+    reset_attempts: bool,
+    cap: int,
+    keys: Iterator[int],
+) -> Iterator[QueuedBatch]:
+    """New queued batches (ids ``resubmit-<ULID>``) for dead letters taken from the queue.
+
+    Letters are grouped by what their batch shared (priority, shared-data needs) and by the
+    attempts they keep: none with ``reset_attempts``, else their own capped at ``cap`` (so
+    each gets at least one more attempt).
+    """
+    groups: dict[tuple[int, int, bool, int], list[DeadLetterEntry]] = {}
+    for entry in entries:
+        used = 0 if reset_attempts else min(entry.task.attempt, cap)
+        key = (used, entry.priority, entry.use_shared_data, entry.shared_level)
+        groups.setdefault(key, []).append(entry)
+    for (used, priority, shared, level), members in groups.items():
+        for chunk in _chunks(members):
+            batch = Batch(
+                id=f"resubmit-{ULID()}",
+                session_id=session_id,
+                priority=priority,
+                use_shared_data=shared,
+                required_shared_data_update_level=level,
+            )
+            for entry in chunk:
+                task = batch.tasks.add()
+                task.CopyFrom(entry.task)
+                task.ClearField("error")
+                task.attempt = 0
+            yield QueuedBatch(batch, len(chunk), batch.ByteSize(), priority, next(keys), used)
+
+
+__all__ = ["DeadLetterEntry", "DeadLetterQueue", "resubmit_batches"]

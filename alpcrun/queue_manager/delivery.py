@@ -71,11 +71,12 @@ class Delivery:
     duplicate_batches: int
 
     # ------------------------------------------------------------------ client side
-    def submit(self, record: SessionRecord, batch: Batch) -> None:
+    def submit(self, record: SessionRecord, batch: Batch, nbytes: int = -1) -> None:
         """Queue a client batch (validated; the tasks are not unpacked).
 
         A batch whose id the session still knows (not finished, or its last results not yet
-        acknowledged) is a resend after a reconnect: it is ignored and counted.
+        acknowledged) is a resend after a reconnect: it is ignored and counted. ``nbytes`` is
+        its serialized size when the caller has it already.
         """
         if record.closed:
             raise SessionClosed(f"session {record.id} is closed")
@@ -94,7 +95,9 @@ class Delivery:
         if batch.dispatch_id:
             batch.dispatch_id = 0
         batch.session_id = record.id
-        item = QueuedBatch(batch, ntasks, batch.ByteSize(), batch.priority, next(self._keys))
+        if nbytes < 0:
+            nbytes = batch.ByteSize()
+        item = QueuedBatch(batch, ntasks, nbytes, batch.priority, next(self._keys))
         record.known[bid] = ntasks
         record.queue.push(item)
         record.submitted += ntasks

@@ -88,7 +88,7 @@ def _check_registration(reg: WorkerRegistration) -> None:
         )
 
 
-def _check_forwardable(batch: Batch, limit: int, what: str) -> None:
+def _check_forwardable(batch: Batch, limit: int, what: str) -> int:
     """A batch the queue manager could not forward without passing the message limit is refused.
 
     Accepted, it would fail every dispatch (a task batch) or every client stream the session
@@ -101,6 +101,7 @@ def _check_forwardable(batch: Batch, limit: int, what: str) -> None:
             f"cannot be forwarded within the {limit}-byte message limit; leave "
             f"{FORWARD_HEADROOM_BYTES} bytes plus {_FORWARD_BYTES_PER_TASK} per task of room"
         )
+    return size
 
 
 class _Failure:
@@ -238,8 +239,8 @@ class QueueService(QueueServicer):
                 if not request.HasField("batch"):
                     raise InvalidArgument("a request must carry a batch or an ack", field="batch")
                 self._check_open()
-                _check_forwardable(request.batch, self.max_message_bytes, "batch")
-                core.submit(record, request.batch)
+                size = _check_forwardable(request.batch, self.max_message_bytes, "batch")
+                core.submit(record, request.batch, size)
                 while not core.has_room(record) and not outlet.closed:
                     outlet.room.clear()  # backpressure: stop reading until workers drain
                     await outlet.room.wait()

@@ -27,6 +27,7 @@ from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+from alpcrun.errors import ConfigError
 from alpcrun.proto import Batch, SessionState, Task
 from alpcrun.queue_manager.attributes import SessionConfig
 from alpcrun.queue_manager.deadletters import DeadLetterEntry
@@ -116,15 +117,20 @@ class SqliteJournal:
     def __init__(self, path: str, *, flush_interval: float = 0.001, sync: str = "normal") -> None:
         self.path = path
         self.flush_interval = flush_interval
-        self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute(f"PRAGMA synchronous={'FULL' if sync == 'full' else 'NORMAL'}")
-        self._db.executescript(_SCHEMA)
-        found = self._db.execute("SELECT v FROM meta WHERE k='schema'").fetchone()
-        if found is None:
-            self._db.execute("INSERT INTO meta VALUES('schema', ?)", (str(SCHEMA_VERSION),))
-        elif int(found[0]) != SCHEMA_VERSION:
-            raise RuntimeError(f"journal {path} has schema {found[0]}, expected {SCHEMA_VERSION}")
+        try:
+            self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute(f"PRAGMA synchronous={'FULL' if sync == 'full' else 'NORMAL'}")
+            self._db.executescript(_SCHEMA)
+            found = self._db.execute("SELECT v FROM meta WHERE k='schema'").fetchone()
+            if found is None:
+                self._db.execute("INSERT INTO meta VALUES('schema', ?)", (str(SCHEMA_VERSION),))
+        except sqlite3.Error as exc:
+            raise ConfigError(f"cannot use {path!r} as the journal: {exc}") from exc
+        if found is not None and found[0] != str(SCHEMA_VERSION):
+            raise ConfigError(
+                f"journal {path!r} has schema {found[0]}, this version reads {SCHEMA_VERSION}"
+            )
         self._ops = _Ops()
         self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="journal")
         self._loop: asyncio.AbstractEventLoop | None = None

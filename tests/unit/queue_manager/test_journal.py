@@ -139,3 +139,16 @@ async def test_a_closed_session_is_forgotten_after_retention(tmp_path):
     for table in ("sessions", "batches", "results", "letters"):
         assert _rows(tmp_path / "j.db", table) == 0
     await journal.close()
+
+
+def test_a_journal_that_cannot_be_used_is_a_config_error(tmp_path):
+    import pytest
+
+    from alpcrun.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="cannot use"):
+        SqliteJournal(str(tmp_path / "missing-dir" / "j.db"))
+    junk = tmp_path / "junk.db"
+    junk.write_bytes(b"this is not a database, not even close" * 100)
+    with pytest.raises(ConfigError, match="not a database"):
+        SqliteJournal(str(junk))

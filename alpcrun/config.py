@@ -70,6 +70,27 @@ def _parse_go_duration(text: str, value: object) -> float:
 Seconds = Annotated[float, BeforeValidator(parse_duration)]
 """A duration in seconds that also accepts Go-style strings."""
 
+_SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d*)?)\s*([KMGT]?)(i?B?)\s*$", re.IGNORECASE)
+_SIZE_UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
+
+
+def parse_bytes(value: object) -> int:
+    """Parse a byte size: an integer, or a string like "1GB", "512MiB", "64k" (powers of 1024)."""
+    if isinstance(value, bool):
+        raise ValueError("a size must be a number of bytes or a string like '1GB'")
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    match = _SIZE_RE.match(value) if isinstance(value, str) else None
+    if match is None:
+        raise ValueError(f"invalid size {value!r} (use e.g. 1073741824, '1GB', '512MiB')")
+    return int(float(match.group(1)) * _SIZE_UNITS[match.group(2).upper()])
+
+
+Bytes = Annotated[int, BeforeValidator(parse_bytes)]
+"""A size in bytes that also accepts strings like ``"1GB"`` (K/M/G/T are powers of 1024)."""
+
 LogLevel = Literal["debug", "info", "warning", "error"]
 
 # ALPCRUN.CH key → our field name.
@@ -221,6 +242,10 @@ class WorkerSettings(_Base):
     """On SIGTERM: how long in-flight batches may take before the worker exits."""
     reconnect_delay: Seconds = Field(default=1.0, gt=0)
     """Pause before reconnecting after the queue manager went away."""
+    node_agent: str | None = f"localhost:{constants.NODE_AGENT_PORT}"
+    """Node agent address for shared data (unset: always read from the central cache)."""
+    central_cache: str | None = f"localhost:{constants.CENTRAL_CACHE_PORT}"
+    """Central cache address, used when the node agent cannot be reached."""
 
 
 class ClientSettings(_Base):
@@ -240,6 +265,67 @@ class ClientSettings(_Base):
     reconnect_timeout: Seconds = Field(default=60.0, ge=0)
     """How long to keep trying to reach the queue manager again after a lost connection
     before pending tasks and calls fail with ``ReconnectFailed`` (0: fail at once)."""
+    central_cache: str = f"localhost:{constants.CENTRAL_CACHE_PORT}"
+    """Central cache address for ``session.set_shared_data``."""
+
+
+class _CacheServer(_Base):
+    """Settings every shared-data server has."""
+
+    host: str = "0.0.0.0"
+    """Address the gRPC server listens on."""
+    auth_disabled: bool = False
+    """Accept calls without an API key (never in production)."""
+    max_value_bytes: Bytes = Field(default=1 << 30, ge=1)
+    """Largest shared-data value accepted or fetched."""
+    chunk_bytes: Bytes = Field(default=1 << 20, ge=1024, le=16 << 20)
+    """Data bytes per streamed chunk."""
+    cleanup_interval: Seconds = Field(default=1.0, gt=0)
+    """How often expired entries are dropped."""
+
+
+class CentralCacheSettings(_CacheServer):
+    """Settings of ``alpcrun central-cache`` (env prefix ``ALPCRUNCH_CACHE_``)."""
+
+    model_config = SettingsConfigDict(env_prefix="ALPCRUNCH_CACHE_")
+    section: ClassVar[str] = "central_cache"
+
+    port: int = Field(default=constants.CENTRAL_CACHE_PORT, ge=0, le=65535)
+    """gRPC port (0 picks a free one)."""
+    metrics_port: int | None = Field(default=constants.CENTRAL_CACHE_METRICS_PORT, ge=0, le=65535)
+    """Prometheus /metrics HTTP port; unset disables it, 0 picks a free one."""
+    max_ttl: Seconds = Field(default=600.0, gt=0)
+    """Longest TTL of shared data (longer asks are refused; 0 on a request means this)."""
+    max_bytes: Bytes = Field(default=4 << 30, ge=1)
+    """Bytes of shared data held at once; uploads beyond are RESOURCE_EXHAUSTED."""
+    queue_manager: str | None = None
+    """Queue manager address: when set, shared data of sessions it reports closed is deleted."""
+    session_poll_interval: Seconds = Field(default=5.0, gt=0)
+    """How often the queue manager is asked which sessions are closed."""
+
+
+class NodeAgentSettings(_CacheServer):
+    """Settings of ``alpcrun node-agent`` (env prefix ``ALPCRUNCH_NODE_``)."""
+
+    model_config = SettingsConfigDict(env_prefix="ALPCRUNCH_NODE_")
+    section: ClassVar[str] = "node_agent"
+
+    port: int = Field(default=constants.NODE_AGENT_PORT, ge=0, le=65535)
+    """gRPC port (0 picks a free one)."""
+    metrics_port: int | None = Field(default=constants.NODE_AGENT_METRICS_PORT, ge=0, le=65535)
+    """Prometheus /metrics HTTP port; unset disables it, 0 picks a free one."""
+    cache_size: Bytes = Field(default=1 << 30, ge=1)
+    """Bytes the node cache holds (LRU beyond), e.g. ``"1GB"``."""
+    central_cache_addr: str = f"localhost:{constants.CENTRAL_CACHE_PORT}"
+    """Central cache address the node cache pulls from on a miss."""
+    fetch_timeout: Seconds = Field(default=120.0, gt=0)
+    """Longest a fetch from the central cache may take."""
+    unix_socket: str | None = None
+    """Also serve on this Unix socket path (workers on the node dial ``unix:PATH``)."""
+    tls: bool = False
+    """Dial the central cache over TLS (not supported yet: refused at start)."""
+    ca_cert: str | None = None
+    """CA certificate for ``tls``."""
 
 
 S = TypeVar("S", bound=_Base)

@@ -12,6 +12,10 @@ NODE_AGENT_PORT: Final = 3337
 """Default gRPC port of the node agent."""
 QUEUE_MANAGER_METRICS_PORT: Final = 9337
 """Default Prometheus HTTP port of the queue manager."""
+CENTRAL_CACHE_METRICS_PORT: Final = 9338
+"""Default Prometheus HTTP port of the central cache."""
+NODE_AGENT_METRICS_PORT: Final = 9339
+"""Default Prometheus HTTP port of the node agent."""
 
 MD_API_KEY: Final = "api_key"
 """Metadata key carrying the API key on every call."""

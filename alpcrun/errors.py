@@ -12,6 +12,7 @@ Every error alpcrun raises derives from :class:`AlpcrunError`::
     │   ├── SessionNotFound         unknown session id
     │   ├── SessionClosed           the session refuses new work
     │   ├── SessionExists           duplicate create
+    │   │   └── SharedDataExists    SetSharedData on a session that has shared data
     │   └── SessionLost             the queue manager forgot a session this client was using
     ├── WorkerNotFound              unknown worker id, or not bound to that session
     ├── NotFound                    another named thing is unknown (.field names it)
@@ -75,6 +76,10 @@ class SessionClosed(SessionError):
 
 class SessionExists(SessionError):
     """A session with this id already exists."""
+
+
+class SharedDataExists(SessionExists):
+    """The session already has shared data: use ``UpdateSharedData`` for a new level."""
 
 
 class SessionLost(SessionError):
@@ -180,6 +185,7 @@ __all__ = [
     "SessionExists",
     "SessionLost",
     "SessionNotFound",
+    "SharedDataExists",
     "TaskFailed",
     "TransportError",
     "Unauthenticated",

@@ -1,4 +1,7 @@
-"""LocalGrid: a complete grid on loopback — an in-process queue manager plus worker processes.
+"""LocalGrid: a complete grid on loopback — in-process servers plus worker processes.
+
+The queue manager, the central cache and a node agent (the one node's shared-data cache)
+run in this process; the workers are child processes pointed at all three.
 
 Used by ``alpcrun local`` and ``alpcrun demo``. Worker processes arm a parent-death
 signal (Linux, see ``alpcrun._process``) so they never outlive the process that started them,
@@ -22,7 +25,8 @@ from types import TracebackType
 from pydantic import SecretStr
 
 from alpcrun._process import PARENT_PID_ENV
-from alpcrun.config import QueueManagerSettings
+from alpcrun.cache.app import CentralCacheServer, NodeAgent
+from alpcrun.config import CentralCacheSettings, NodeAgentSettings, QueueManagerSettings
 from alpcrun.errors import AlpcrunError
 from alpcrun.queue_manager import QueueManager
 
@@ -53,6 +57,11 @@ class LocalGrid:
             host="127.0.0.1", port=port, metrics_port=metrics_port, api_key=SecretStr(self.api_key)
         )
         self.queue_manager = QueueManager(settings=settings)
+        key = SecretStr(self.api_key)
+        self.central_cache = CentralCacheServer(
+            settings=CentralCacheSettings(host="127.0.0.1", port=0, metrics_port=None, api_key=key)
+        )
+        self.node_agent: NodeAgent | None = None
         self.processes: list[subprocess.Popen[bytes]] = []
 
     @property
@@ -65,6 +74,9 @@ class LocalGrid:
         env["ALPCRUNCH_API_KEY"] = self.api_key
         env.setdefault("PYTHONPATH", os.getcwd())
         env[PARENT_PID_ENV] = str(os.getpid())
+        env["ALPCRUNCH_WORKER_CENTRAL_CACHE"] = self.central_cache.address
+        if self.node_agent is not None:
+            env["ALPCRUNCH_WORKER_NODE_AGENT"] = self.node_agent.address
         cmd = [
             sys.executable,
             "-m",
@@ -82,6 +94,17 @@ class LocalGrid:
     async def start(self, *, ready_timeout: float = 60.0) -> None:
         """Start the queue manager and the workers; wait until every worker registered."""
         await self.queue_manager.start()
+        await self.central_cache.start()
+        self.node_agent = NodeAgent(
+            settings=NodeAgentSettings(
+                host="127.0.0.1",
+                port=0,
+                metrics_port=None,
+                api_key=SecretStr(self.api_key),
+                central_cache_addr=self.central_cache.address,
+            )
+        )
+        await self.node_agent.start()
         self.processes = [self._spawn_worker() for _ in range(self.n_workers)]
         deadline = asyncio.get_running_loop().time() + ready_timeout
         while len(self.queue_manager.core.workers) < self.n_workers:
@@ -109,6 +132,9 @@ class LocalGrid:
                 proc.wait()
         self.processes = []
         await self.queue_manager.stop(grace=0)
+        if self.node_agent is not None:
+            await self.node_agent.stop(grace=0)
+        await self.central_cache.stop(grace=0)
 
     async def __aenter__(self) -> LocalGrid:
         try:

@@ -1,13 +1,16 @@
-"""Test helpers shipped with alpcrun: a fake clock and an in-process queue manager on port 0."""
+"""Test helpers shipped with alpcrun: a fake clock and in-process servers on port 0."""
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from alpcrun.config import QueueManagerSettings
+from alpcrun.config import CentralCacheSettings, NodeAgentSettings, QueueManagerSettings
 from alpcrun.queue_manager import QueueManager
+
+if TYPE_CHECKING:
+    from alpcrun.cache.app import CentralCacheServer, NodeAgent
 
 
 class FakeClock:
@@ -40,3 +43,38 @@ async def running_queue_manager(
     )
     async with QueueManager(settings=settings) as qm:
         yield qm
+
+
+@asynccontextmanager
+async def running_central_cache(
+    *, api_key: str = "test-key", clock: Any = None, **overrides: Any
+) -> AsyncIterator[CentralCacheServer]:
+    """A started central cache on 127.0.0.1 with a free port and no metrics endpoint."""
+    from alpcrun.cache.app import CentralCacheServer
+
+    settings = CentralCacheSettings(
+        **{"host": "127.0.0.1", "port": 0, "metrics_port": None, "api_key": api_key, **overrides}
+    )
+    async with CentralCacheServer(settings=settings, clock=clock) as server:
+        yield server
+
+
+@asynccontextmanager
+async def running_node_agent(
+    central_cache_addr: str, *, api_key: str = "test-key", clock: Any = None, **overrides: Any
+) -> AsyncIterator[NodeAgent]:
+    """A started node agent on 127.0.0.1 (free port, no metrics) in front of a central cache."""
+    from alpcrun.cache.app import NodeAgent
+
+    settings = NodeAgentSettings(
+        **{
+            "host": "127.0.0.1",
+            "port": 0,
+            "metrics_port": None,
+            "api_key": api_key,
+            "central_cache_addr": central_cache_addr,
+            **overrides,
+        }
+    )
+    async with NodeAgent(settings=settings, clock=clock) as server:
+        yield server

@@ -25,6 +25,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import cast
 
 from alpcrun.proto import Batch, ErrorReason, Task, TaskError
+from workers_sdk._shared import SharedDataSource
 from workers_sdk.context import BatchInfo, TaskContext, _current, _TimedTaskContext
 from workers_sdk.errors import NonRetryableError, Retry, TaskTimeout
 from workers_sdk.worker import Worker
@@ -304,7 +305,10 @@ class BatchExecutor:
         threads: Thread-pool size for a sync ``handle`` (unused for an async one).
     """
 
-    def __init__(self, worker: Worker, *, threads: int) -> None:
+    def __init__(
+        self, worker: Worker, *, threads: int, shared: SharedDataSource | None = None
+    ) -> None:
+        self._shared = shared
         self._is_async = type(worker)._handle_is_async
         self._handle = worker.handle
         self._pool: ThreadPoolExecutor | None = None
@@ -329,7 +333,11 @@ class BatchExecutor:
             task_timeout: The session's per-task limit in seconds; None or 0 for none.
             on_error: Called with (task id, exception) for each failed task.
         """
-        info = BatchInfo(batch.id, batch.session_id or session_id, worker_id)
+        sid = batch.session_id or session_id
+        info = BatchInfo(batch.id, sid, worker_id)
+        if batch.use_shared_data and self._shared is not None:
+            level = batch.required_shared_data_update_level or 1
+            info = BatchInfo(batch.id, sid, worker_id, await self._shared.get(sid, level), level)
         timeout = task_timeout or None
         if self._pool is None:
             handle = cast(AsyncHandle, self._handle)

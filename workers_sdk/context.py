@@ -23,6 +23,10 @@ class BatchInfo:
     """The session the batch belongs to."""
     worker_id: str
     """The server-assigned id of the worker running the batch."""
+    shared: bytes | None = None
+    """The session's shared data at the batch's required level (None: the batch uses none)."""
+    shared_level: int = 0
+    """The shared-data level of ``shared``."""
 
 
 class TaskContext:
@@ -67,6 +71,30 @@ class TaskContext:
     def batch_id(self) -> str:
         """The id of the batch the task arrived in."""
         return self._info.batch_id
+
+    def shared_data(self) -> bytes:
+        """The session's shared data, at the level the task's batch requires.
+
+        Fetched once per worker process and level (through the node agent, or the central
+        cache when the node agent cannot be reached) before the batch's tasks run, so this
+        call never blocks.
+
+        Raises:
+            LookupError: The task's batch does not use shared data (the session set none
+                before the task was submitted).
+        """
+        shared = self._info.shared
+        if shared is None:
+            raise LookupError(
+                f"task {self.task_id} has no shared data: its batch was not marked "
+                "use_shared_data (call session.set_shared_data before submitting)"
+            )
+        return shared
+
+    @property
+    def shared_data_level(self) -> int:
+        """The shared-data update level the task's batch requires (0: none)."""
+        return self._info.shared_level
 
     @property
     def deadline(self) -> float | None:

@@ -35,6 +35,7 @@ from alpcrun.proto.channel import insecure_channel
 from alpcrun.proto.status import from_rpc_error
 from workers_sdk._execute import BatchExecutor
 from workers_sdk._session import CLOSE_GRACE, SessionPump, SessionSpec
+from workers_sdk._shared import CachedSharedData
 from workers_sdk._state import WIRE_STATE, Counters, RunnerState, WorkerStatistics
 from workers_sdk.worker import Worker
 
@@ -123,7 +124,10 @@ class WorkerRunner:
             self._on_stop()
         settings = self._settings
         await self._worker.setup()
-        executor = BatchExecutor(self._worker, threads=settings.threads or settings.concurrency)
+        shared = CachedSharedData(settings)
+        executor = BatchExecutor(
+            self._worker, threads=settings.threads or settings.concurrency, shared=shared
+        )
         channel = insecure_channel(settings.queue_manager, settings.max_message_bytes)
         stub = QueueStub(channel)
         try:
@@ -135,6 +139,7 @@ class WorkerRunner:
                 await self._worker.teardown()
             finally:
                 await channel.close(None)
+                await shared.aclose()
                 logger.info("worker stopped: %s", self.statistics())
 
     def _on_stop(self) -> None:

@@ -25,6 +25,7 @@ from typing import Self, cast
 
 from alpcrun.proto import Batch, TaskError
 from workers_sdk._execute import BatchExecutor
+from workers_sdk._shared import StaticSharedData
 from workers_sdk.worker import Worker
 
 
@@ -62,6 +63,8 @@ class WorkerHarness:
         threads: Thread-pool size for a sync ``handle``.
         task_timeout: The session's per-task time limit (seconds or a ``timedelta``), or
             None for none; enforced as a worker enforces it.
+        shared_data: The session's shared data: when given, every batch is marked
+            ``use_shared_data`` (level 1) and ``task.shared_data()`` returns it.
 
     Raises:
         ValueError: ``task_timeout`` is not positive.
@@ -75,8 +78,10 @@ class WorkerHarness:
         worker_id: str = "harness-worker",
         threads: int = 1,
         task_timeout: float | datetime.timedelta | None = None,
+        shared_data: bytes | None = None,
     ) -> None:
         self.worker = worker
+        self._shared = None if shared_data is None else StaticSharedData(shared_data)
         self._session_id = session_id
         self._worker_id = worker_id
         self._threads = threads
@@ -86,7 +91,7 @@ class WorkerHarness:
 
     async def __aenter__(self) -> Self:
         await self.worker.setup()
-        self._executor = BatchExecutor(self.worker, threads=self._threads)
+        self._executor = BatchExecutor(self.worker, threads=self._threads, shared=self._shared)
         return self
 
     async def __aexit__(
@@ -137,6 +142,9 @@ class WorkerHarness:
             raise RuntimeError("use 'async with WorkerHarness(worker) as h' before running tasks")
         n = next(self._ids)
         batch = Batch(id=f"harness-{n}", session_id=self._session_id, dispatch_id=n)
+        if self._shared is not None:
+            batch.use_shared_data = True
+            batch.required_shared_data_update_level = 1
         for i, payload in enumerate(payloads):
             batch.tasks.add(id=f"task-{n}-{i}", payload=payload, attempt=attempt)
         raised: dict[str, Exception] = {}
@@ -176,6 +184,7 @@ class SyncWorkerHarness:
         worker_id: str = "harness-worker",
         threads: int = 1,
         task_timeout: float | datetime.timedelta | None = None,
+        shared_data: bytes | None = None,
     ) -> None:
         self._harness = WorkerHarness(
             worker,
@@ -183,6 +192,7 @@ class SyncWorkerHarness:
             worker_id=worker_id,
             threads=threads,
             task_timeout=task_timeout,
+            shared_data=shared_data,
         )
         self._runner: asyncio.Runner | None = None
 

@@ -13,9 +13,18 @@ from typing import Any
 import grpc
 import yaml
 
+import alpcrun.cli.scaler as scaler_cli
 from alpcrun._logging import setup_logging
-from alpcrun.cli import dlq
-from alpcrun.config import ClientSettings, QueueManagerSettings, WorkerSettings, load_settings
+from alpcrun.cli import cache, dlq
+from alpcrun.config import (
+    CentralCacheSettings,
+    ClientSettings,
+    NodeAgentSettings,
+    QueueManagerSettings,
+    WorkerSettings,
+    _Base,
+    load_settings,
+)
 from alpcrun.proto import AdminStub, GetStatsRequest, ListSessionsRequest, ListWorkersRequest
 from alpcrun.proto.channel import insecure_channel
 from alpcrun.proto.status import from_rpc_error
@@ -30,6 +39,9 @@ def run(args: argparse.Namespace) -> int:
         "status": status,
         "config": config_show,
         "dlq": dlq.run,
+        "scaler": scaler_cli.run,
+        "central-cache": cache.central_cache,
+        "node-agent": cache.node_agent,
     }
     return handlers[args.command](args)
 
@@ -108,6 +120,7 @@ def local(args: argparse.Namespace) -> int:
                 print(f"alpcrun local grid: queue manager {grid.address}, {args.workers} workers")
                 print(f"  export ALPCRUNCH_CLIENT_QUEUE_MANAGER={grid.address}")
                 print(f"  export ALPCRUNCH_API_KEY={grid.api_key}")
+                print(f"  export ALPCRUNCH_CLIENT_CENTRAL_CACHE={grid.central_cache.address}")
                 print(f"  metrics: http://127.0.0.1:{grid.queue_manager.metrics_port}/metrics")
                 print("Press Ctrl-C to stop.", flush=True)
                 await done.wait()
@@ -142,6 +155,7 @@ def demo(args: argparse.Namespace) -> int:
                     options=args.options,
                     chunks_per_option=args.chunks,
                     paths_per_chunk=args.paths,
+                    central_cache=grid.central_cache.address,
                 )
             )
             await _until_signalled(asyncio.wait({task}), lambda: _cancel(task))
@@ -236,10 +250,12 @@ def _print_status(address: str, stats: Any, sessions: Any, workers: Any) -> None
 
 def config_show(args: argparse.Namespace) -> int:
     """``alpcrun config show``: the effective settings (flags > env > file > defaults)."""
-    classes: dict[str, type[QueueManagerSettings] | type[WorkerSettings] | type[ClientSettings]] = {
+    classes: dict[str, type[_Base]] = {
         "queue-manager": QueueManagerSettings,
         "worker": WorkerSettings,
         "client": ClientSettings,
+        "central-cache": CentralCacheSettings,
+        "node-agent": NodeAgentSettings,
     }
     cls = classes[args.process]
     settings = load_settings(

@@ -6,8 +6,9 @@ import argparse
 import sys
 from collections.abc import Sequence
 
+import alpcrun.cli.scaler as scaler_cli
 from alpcrun import __version__
-from alpcrun.cli import dlq
+from alpcrun.cli import cache, dlq
 from alpcrun.errors import AlpcrunError
 
 _EPILOG = """\
@@ -15,9 +16,12 @@ examples:
   alpcrun demo                               run the Monte Carlo demo on a local grid
   alpcrun local --workers 4                  start a local grid and keep it running
   alpcrun queue-manager --api-key KEY        run the queue manager (port 1337)
+  alpcrun central-cache --api-key KEY        run the central shared-data cache (port 2337)
+  alpcrun node-agent --api-key KEY           run the node-local shared-data cache (port 3337)
   alpcrun worker mymodule:MyWorker           run a worker (see workers_sdk.Worker)
   alpcrun status                             show sessions, workers and queue depths
   alpcrun dlq list SESSION                   list a session's dead letters (failed tasks)
+  alpcrun scaler --deployment NAME          scale a worker Deployment to the workers wanted
   alpcrun config show --process worker       print the effective configuration
 """
 
@@ -102,6 +106,8 @@ def build_parser() -> argparse.ArgumentParser:
     st.add_argument("--all", action="store_true", help="include closed sessions still retained")
 
     dlq.add_parser(sub, _common)
+    scaler_cli.add_parser(sub, _common)
+    cache.add_parsers(sub, _common)
 
     cfg = sub.add_parser("config", help="configuration tools")
     cfg_sub = cfg.add_subparsers(dest="config_command", metavar="ACTION", required=True)
@@ -109,7 +115,7 @@ def build_parser() -> argparse.ArgumentParser:
     _common(show)
     show.add_argument(
         "--process",
-        choices=["queue-manager", "worker", "client"],
+        choices=["queue-manager", "worker", "client", "central-cache", "node-agent"],
         default="queue-manager",
         help="whose settings to show (default queue-manager)",
     )

@@ -45,7 +45,15 @@ class Batcher:
         emit: Receives each finished batch, in order.
     """
 
-    __slots__ = ("_emit", "_max_bytes", "_max_tasks", "_new_batch_id", "_open", "_session_id")
+    __slots__ = (
+        "_emit",
+        "_max_bytes",
+        "_max_tasks",
+        "_new_batch_id",
+        "_open",
+        "_session_id",
+        "shared_level",
+    )
 
     def __init__(
         self,
@@ -62,6 +70,8 @@ class Batcher:
         self._max_bytes = max_bytes
         self._emit = emit
         self._open: dict[int, PackedBatch] = {}
+        self.shared_level = 0
+        """Shared-data level new batches require (0: they use no shared data)."""
 
     def add(self, task_id: str, payload: bytes, priority: int) -> PackedBatch:
         """Append one task to the open batch of ``priority``, emitting the batch when full.
@@ -110,6 +120,9 @@ class Batcher:
         batch.id = self._new_batch_id()
         batch.session_id = self._session_id
         batch.priority = priority
+        if self.shared_level:
+            batch.use_shared_data = True
+            batch.required_shared_data_update_level = self.shared_level
         current = self._open[priority] = PackedBatch(request)
         return current
 

@@ -8,8 +8,10 @@ from collections.abc import AsyncIterator
 from types import TracebackType
 from typing import Any, Self, Unpack
 
+import grpc.aio
 from pydantic import SecretStr
 
+from alpcrun.cache.client import SharedDataClient
 from alpcrun.client._attributes import SessionOptions, session_attributes
 from alpcrun.client._rpc import Connection, StreamOptions
 from alpcrun.client._session import AsyncSession
@@ -55,6 +57,8 @@ class AsyncClient:
             updates["api_key"] = SecretStr(api_key)
         self._settings = base.model_copy(update=updates) if updates else base
         self._conn: Connection | None = None
+        self._cache_channel: grpc.aio.Channel | None = None
+        self._cache: SharedDataClient | None = None
         self._sessions: dict[AsyncSession, None] = {}
         self._closed = False
 
@@ -78,6 +82,17 @@ class AsyncClient:
                 reconnect_timeout=settings.reconnect_timeout,
             )
         return self._conn
+
+    def _shared_data(self) -> SharedDataClient:
+        """The connection to the central cache, opened on first use."""
+        if self._closed:
+            raise RuntimeError("the client is closed")
+        if self._cache is None:
+            s = self._settings
+            key = s.api_key.get_secret_value() if s.api_key is not None else None
+            self._cache_channel = insecure_channel(s.central_cache, s.max_message_bytes)
+            self._cache = SharedDataClient(self._cache_channel, api_key=key)
+        return self._cache
 
     def _track(self, session: AsyncSession) -> AsyncSession:
         self._sessions[session] = None
@@ -109,7 +124,9 @@ class AsyncClient:
         conn = self._connection()
         request = CreateSessionRequest(attributes=session_attributes(attrs, create=True))
         info = await conn.unary(conn.stub.CreateSession, request, resend=False)
-        return self._track(AsyncSession(conn, info, on_end=self._forget))
+        return self._track(
+            AsyncSession(conn, info, on_end=self._forget, shared=self._shared_data)
+        )
 
     @contextlib.asynccontextmanager
     async def session(self, **attrs: Unpack[SessionOptions]) -> AsyncIterator[AsyncSession]:
@@ -144,7 +161,9 @@ class AsyncClient:
         conn = self._connection()
         request = GetSessionRequest(session_id=session_id)
         info = await conn.unary(conn.stub.GetSession, request)
-        session = self._track(AsyncSession(conn, info, on_end=self._forget))
+        session = self._track(
+            AsyncSession(conn, info, on_end=self._forget, shared=self._shared_data)
+        )
         session._live_stream()
         return session
 
@@ -161,6 +180,8 @@ class AsyncClient:
         self._sessions.clear()
         if self._conn is not None:
             await self._conn.channel.close(None)
+        if self._cache_channel is not None:
+            await self._cache_channel.close(None)
 
     async def __aenter__(self) -> Self:
         self._connection()

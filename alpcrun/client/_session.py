@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncGenerator, AsyncIterator, Callable
+from datetime import timedelta
 from types import TracebackType
 from typing import TYPE_CHECKING, Self, Unpack
 
@@ -16,6 +17,7 @@ from alpcrun.client._map import MapRun, Payloads, ProgressCallback
 from alpcrun.client._pending import IdSource, SeqFilter
 from alpcrun.client._results import Counters, SessionStatistics, TaskResult, Unclaimed
 from alpcrun.client._rpc import read_all
+from alpcrun.client._shared import SessionSharedData, SharedClientFactory
 from alpcrun.client._stream import TaskStream
 from alpcrun.errors import AlpcrunError, SessionClosed, SessionError, SessionLost
 from alpcrun.proto import (
@@ -56,6 +58,7 @@ class AsyncSession:
         info: Session,
         *,
         on_end: Callable[[AsyncSession], None] | None = None,
+        shared: SharedClientFactory | None = None,
     ) -> None:
         self._conn = conn
         self.id: str = info.id
@@ -68,6 +71,7 @@ class AsyncSession:
         self._unclaimed = Unclaimed(conn.options.window)
         self._stream: TaskStream | None = None
         self._ended: AlpcrunError | None = None
+        self._shared = SessionSharedData(self.id, shared)
 
     # -- tasks ----------------------------------------------------------------------------
 
@@ -226,6 +230,50 @@ class AsyncSession:
         self.attributes = info.attributes
         self.state = info.state
 
+    # -- shared data ------------------------------------------------------------------------
+
+    async def set_shared_data(self, data: bytes, *, ttl: float | timedelta | None = None) -> int:
+        """Upload the session's shared data (level 1) to the central cache.
+
+        Every batch submitted afterwards is marked ``use_shared_data`` with
+        ``required_shared_data_update_level`` 1; workers read it with ``task.shared_data()``.
+
+        Args:
+            data: The value (any size up to the cache's ``max_value_bytes``; streamed in chunks).
+            ttl: Seconds (or a timedelta) the value lives; None: the cache's ``max_ttl``.
+
+        Returns:
+            The level stored (1).
+
+        Raises:
+            SharedDataExists: The session already has shared data (use update_shared_data).
+            InvalidArgument: ``ttl`` above the cache's max_ttl, or ``data`` too large.
+            ResourceExhausted: The central cache is full.
+        """
+        level = await self._shared.set(data, ttl)
+        self._live_stream().set_shared_level(level)
+        return level
+
+    async def update_shared_data(
+        self, data: bytes, *, ttl: float | timedelta | None = None
+    ) -> int:
+        """Upload a new level of the shared data; batches submitted afterwards require it.
+
+        Tasks already submitted keep reading the level they were submitted with (it stays in
+        the caches until its own TTL ends).
+
+        Returns:
+            The new level.
+        """
+        level = await self._shared.update(data, ttl)
+        self._live_stream().set_shared_level(level)
+        return level
+
+    @property
+    def shared_data_level(self) -> int:
+        """The shared-data level new batches require (0: none)."""
+        return self._shared.level
+
     async def close(self) -> None:
         """Close the session (``CloseSession``); tasks still pending fail with ``SessionClosed``.
 
@@ -256,6 +304,7 @@ class AsyncSession:
             if stream is not None:
                 await stream.aclose(error)
             self._notify_end()
+            await self._shared.delete()
 
     async def detach(self) -> None:
         """End this client's stream but leave the session open on the server.
@@ -292,6 +341,7 @@ class AsyncSession:
             stream = self._stream = TaskStream(
                 self._conn, self.id, self._ids, self._counters, self._unclaimed, self._receipts
             )
+            stream.set_shared_level(self._shared.level)
         return stream
 
     def _notify_end(self) -> None:

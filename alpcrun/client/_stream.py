@@ -187,6 +187,16 @@ class TaskStream:
         if self.error is not None:
             raise self.error.with_traceback(None)
 
+    def set_shared_level(self, level: int) -> None:
+        """Make batches started from now on require shared-data ``level``.
+
+        Partly filled batches are sent first, so each batch carries the level that was
+        current when its tasks were submitted.
+        """
+        if level != self._batcher.shared_level:
+            self._flush_open()
+            self._batcher.shared_level = level
+
     def _flush_open(self) -> None:
         if self._flush_handle is not None:
             self._flush_handle.cancel()

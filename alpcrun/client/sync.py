@@ -13,6 +13,7 @@ import contextlib
 import queue
 import threading
 from collections.abc import Coroutine, Iterable, Iterator
+from datetime import timedelta
 from types import TracebackType
 from typing import Any, Self, TypeVar, Unpack
 
@@ -197,6 +198,19 @@ class Session:
     def unclaimed_results(self, *, wait: float | None = 0.0) -> list[TaskResult]:
         """Take the results of tasks this object did not submit (e.g. after an attach)."""
         return self._loop.run(self._async.unclaimed_results(wait=wait))
+
+    def set_shared_data(self, data: bytes, *, ttl: float | timedelta | None = None) -> int:
+        """Upload the session's shared data (level 1); later batches require it."""
+        return self._loop.run(self._async.set_shared_data(data, ttl=ttl))
+
+    def update_shared_data(self, data: bytes, *, ttl: float | timedelta | None = None) -> int:
+        """Upload the next level of the shared data; later batches require it."""
+        return self._loop.run(self._async.update_shared_data(data, ttl=ttl))
+
+    @property
+    def shared_data_level(self) -> int:
+        """The shared-data level new batches require (0: none)."""
+        return self._async.shared_data_level
 
     def update(self, **attrs: Unpack[SessionOptions]) -> None:
         """Change session attributes live; attributes not given stay as they are."""

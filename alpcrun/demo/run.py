@@ -17,6 +17,7 @@ from typing import TextIO
 from alpcrun.client import AsyncClient, Progress
 from alpcrun.config import ClientSettings, load_settings
 from alpcrun.demo._report import PortfolioAggregator, ProgressDisplay
+from alpcrun.demo.market import encode_market, encode_ref_task
 from alpcrun.demo.pricing import Option, encode_task, make_portfolio, task_seed
 
 BATCH_TASKS = 100
@@ -56,6 +57,15 @@ def _payloads(
             yield encode_task(option, paths_per_chunk, task_seed(seed, i, chunk))
 
 
+def _ref_payloads(
+    options: int, chunks_per_option: int, paths_per_chunk: int, seed: int
+) -> Iterator[bytes]:
+    """Yield reference tasks (option index, paths, seed) in the order of :func:`_payloads`."""
+    for i in range(options):
+        for chunk in range(chunks_per_option):
+            yield encode_ref_task(i, paths_per_chunk, task_seed(seed, i, chunk))
+
+
 async def run_demo(
     address: str,
     api_key: str,
@@ -65,6 +75,7 @@ async def run_demo(
     paths_per_chunk: int = 2000,
     seed: int = 7,
     out: TextIO = sys.stderr,
+    central_cache: str | None = None,
 ) -> DemoSummary:
     """Price a random portfolio by Monte Carlo on the grid and compare with Black-Scholes.
 
@@ -79,6 +90,10 @@ async def run_demo(
         paths_per_chunk: Simulated terminal prices per task (even).
         seed: Seed of the portfolio and of every chunk's random stream.
         out: Where the progress display goes.
+        central_cache: Central cache ``host:port``: when given, the portfolio's market data
+            is uploaded once as the session's shared data and each task carries only an
+            option index, a path count and a seed (workers read the rest through their node
+            agent); otherwise every task carries its option.
 
     Returns:
         The run's summary.
@@ -94,7 +109,9 @@ async def run_demo(
     portfolio = make_portfolio(options, seed)
     total = options * chunks_per_option
     aggregator = PortfolioAggregator(portfolio, chunks_per_option)
-    settings = load_settings(ClientSettings, max_batch_tasks=BATCH_TASKS)
+    settings = load_settings(
+        ClientSettings, max_batch_tasks=BATCH_TASKS, central_cache=central_cache
+    )
     display = ProgressDisplay(out, total)
 
     def on_progress(progress: Progress) -> None:
@@ -108,6 +125,9 @@ async def run_demo(
                 app_id="demo", max_inflight_batches_per_worker=INFLIGHT_BATCHES_PER_WORKER
             ) as session:
                 payloads = _payloads(portfolio, chunks_per_option, paths_per_chunk, seed)
+                if central_cache is not None:
+                    await session.set_shared_data(encode_market(portfolio))
+                    payloads = _ref_payloads(options, chunks_per_option, paths_per_chunk, seed)
                 async for result in session.map(payloads, progress=on_progress):
                     if result.ok:
                         aggregator.add(result.index, result.payload)

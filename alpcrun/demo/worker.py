@@ -6,7 +6,10 @@ Start it with ``alpcrun worker alpcrun.demo.worker:MonteCarloWorker`` (or
 
 from __future__ import annotations
 
-from alpcrun.demo.pricing import ChunkResult, decode_task, encode_result, mc_chunk
+import threading
+
+from alpcrun.demo.market import decode_market, decode_ref_task, is_ref_task
+from alpcrun.demo.pricing import ChunkResult, Option, decode_task, encode_result, mc_chunk
 from workers_sdk import NonRetryableError, TaskContext, Worker
 
 
@@ -15,7 +18,25 @@ class MonteCarloWorker(Worker):
 
     ``handle`` is synchronous: numpy releases the GIL for most of the work, and the worker
     SDK runs sync handlers in its thread pool so the event loop stays responsive.
+    A task is either self-contained (``pricing.encode_task``) or refers to an option of the
+    session's shared market data (``market.encode_ref_task``); the decoded market data is
+    kept per (session, level).
     """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._market: tuple[tuple[str, int], list[Option]] | None = None
+
+    def _option(self, task: TaskContext) -> tuple[Option, int, int]:
+        index, paths, seed = decode_ref_task(task.payload)
+        key = (task.session_id, task.shared_data_level)
+        with self._lock:
+            if self._market is None or self._market[0] != key:
+                self._market = (key, decode_market(task.shared_data()))
+            options = self._market[1]
+        if index >= len(options):
+            raise ValueError(f"option index {index} is not in the market data")
+        return options[index], paths, seed
 
     def handle(self, task: TaskContext) -> bytes:
         """Price one chunk.
@@ -30,11 +51,15 @@ class MonteCarloWorker(Worker):
             NonRetryableError: The payload is malformed; retrying cannot help.
         """
         try:
-            chunk = decode_task(task.payload)
-        except ValueError as exc:
+            if is_ref_task(task.payload):
+                option, paths, seed = self._option(task)
+            else:
+                chunk = decode_task(task.payload)
+                option, paths, seed = chunk.option, chunk.paths, chunk.seed
+        except (ValueError, LookupError) as exc:
             raise NonRetryableError(f"bad demo task payload: {exc}") from exc
-        total, total_sq = mc_chunk(chunk.option, chunk.paths, chunk.seed)
-        return encode_result(ChunkResult(total=total, total_sq=total_sq, count=chunk.paths // 2))
+        total, total_sq = mc_chunk(option, paths, seed)
+        return encode_result(ChunkResult(total=total, total_sq=total_sq, count=paths // 2))
 
 
 __all__ = ["MonteCarloWorker"]

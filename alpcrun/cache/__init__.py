@@ -1,0 +1,1 @@
+"""Shared data: the central cache, the node-local pull-through cache and their client."""

@@ -1,0 +1,269 @@
+"""The shared-data server processes: ``CentralCacheServer`` and ``NodeAgent``.
+
+Both are used as ``async with CentralCacheServer(settings=...) as cc: ...``; each serves its
+gRPC service with health, reflection, API-key auth, a sweeper task and Prometheus metrics.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from types import TracebackType
+from typing import Any, Self
+
+import grpc
+import grpc.aio
+from prometheus_client import start_http_server
+from prometheus_client.registry import Collector
+
+from alpcrun._clock import Clock, MonotonicClock
+from alpcrun.cache.central import CentralCacheService
+from alpcrun.cache.client import SharedDataClient
+from alpcrun.cache.lru import NodeLRU
+from alpcrun.cache.metrics import CentralCacheCollector, NodeCacheCollector, registry_of
+from alpcrun.cache.node import NodeCache, NodeCacheService
+from alpcrun.cache.ttl import SharedDataStore, StoreLimits
+from alpcrun.config import CentralCacheSettings, NodeAgentSettings
+from alpcrun.constants import MD_API_KEY
+from alpcrun.errors import ConfigError
+from alpcrun.proto import (
+    CENTRAL_CACHE_SERVICE_NAME,
+    NODE_CACHE_SERVICE_NAME,
+    AdminStub,
+    ListSessionsRequest,
+    SessionState,
+    add_central_cache_servicer,
+    add_node_cache_servicer,
+)
+from alpcrun.proto.channel import insecure_channel, server_options
+from alpcrun.proto.server import DecodeGuardInterceptor, add_standard_services, set_not_serving
+from alpcrun.queue_manager.auth import ApiKeyInterceptor
+
+log = logging.getLogger("alpcrun.cache")
+Settings = CentralCacheSettings | NodeAgentSettings
+
+
+class _Server:
+    """A gRPC server with health, reflection, auth, metrics and periodic duties."""
+
+    _services: Sequence[str] = ()
+
+    def __init__(self, settings: Settings, clock: Clock | None) -> None:
+        if settings.api_key is None and not settings.auth_disabled:
+            raise ConfigError(
+                "an API key is required: set ALPCRUNCH_API_KEY (or --api-key), "
+                "or auth_disabled for a trusted development setup"
+            )
+        self.settings = settings
+        self.clock = clock or MonotonicClock()
+        self.port = 0
+        self.metrics_port: int | None = None
+        self._server: grpc.aio.Server | None = None
+        self._health: Any = None
+        self._tasks: list[asyncio.Task[None]] = []
+        self._httpd: Any = None
+        self._stopped = asyncio.Event()
+
+    @property
+    def address(self) -> str:
+        """``host:port`` clients on this machine can dial."""
+        host = self.settings.host
+        host = "127.0.0.1" if host in ("0.0.0.0", "::", "[::]", "") else host
+        return f"{host}:{self.port}"
+
+    @property
+    def api_key(self) -> str | None:
+        """The API key, if any."""
+        key = self.settings.api_key
+        return key.get_secret_value() if key is not None else None
+
+    def _add_services(self, server: grpc.aio.Server) -> None:
+        raise NotImplementedError
+
+    def _collector(self) -> Collector:
+        raise NotImplementedError
+
+    def _extra_addresses(self) -> list[str]:
+        return []
+
+    def _every(self, seconds: float, duty: Callable[[], Awaitable[object]]) -> None:
+        async def loop() -> None:
+            while True:
+                await asyncio.sleep(seconds)
+                try:
+                    await duty()
+                except Exception:  # a periodic duty must survive one failure
+                    log.exception("periodic duty failed")
+
+        self._tasks.append(asyncio.create_task(loop()))
+
+    async def start(self) -> None:
+        """Bind the port, start serving and the metrics endpoint."""
+        s = self.settings
+        interceptors: list[Any] = [DecodeGuardInterceptor()]
+        if s.api_key is not None and not s.auth_disabled:
+            interceptors = [ApiKeyInterceptor([s.api_key.get_secret_value()])]
+        server = grpc.aio.server(
+            options=server_options(s.max_message_bytes), interceptors=interceptors
+        )
+        self._add_services(server)
+        self._health = await add_standard_services(server, self._services)
+        self.port = server.add_insecure_port(f"{s.host}:{s.port}")
+        if self.port == 0:
+            raise ConfigError(f"cannot listen on {s.host}:{s.port}")
+        for extra in self._extra_addresses():
+            if server.add_insecure_port(extra) == 0:
+                raise ConfigError(f"cannot listen on {extra}")
+        await server.start()
+        self._server = server
+        if s.metrics_port is not None:
+            httpd, _thread = start_http_server(
+                s.metrics_port, addr=s.host, registry=registry_of(self._collector())
+            )
+            self._httpd = httpd
+            self.metrics_port = httpd.server_port
+        log.info("%s listening on %s", type(self).__name__, self.address)
+
+    async def stop(self, grace: float = 1.0) -> None:
+        """Stop serving (in-flight calls get ``grace`` seconds)."""
+        if self._server is None:
+            return
+        await set_not_serving(self._health, self._services)
+        for task in self._tasks:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._tasks = []
+        await self._server.stop(grace)
+        self._server = None
+        if self._httpd is not None:
+            self._httpd.shutdown()
+            self._httpd.server_close()
+        self._stopped.set()
+
+    async def wait_stopped(self) -> None:
+        """Wait until :meth:`stop` has completed."""
+        await self._stopped.wait()
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.stop(grace=0)
+
+
+class CentralCacheServer(_Server):
+    """``alpcrun central-cache``: session shared data with update levels and TTLs."""
+
+    _services = (CENTRAL_CACHE_SERVICE_NAME,)
+
+    def __init__(self, *, settings: CentralCacheSettings, clock: Clock | None = None) -> None:
+        super().__init__(settings, clock)
+        self.central_settings = settings
+        limits = StoreLimits(
+            max_bytes=settings.max_bytes,
+            max_value_bytes=settings.max_value_bytes,
+            max_ttl_s=settings.max_ttl,
+        )
+        self.store = SharedDataStore(limits=limits, clock=self.clock)
+        self.service = CentralCacheService(self.store, chunk_bytes=settings.chunk_bytes)
+
+    def _add_services(self, server: grpc.aio.Server) -> None:
+        add_central_cache_servicer(self.service, server)
+
+    def _collector(self) -> Collector:
+        return CentralCacheCollector(self.store.statistics, lambda: self.service.bytes_sent)
+
+    async def start(self) -> None:
+        """Serve; sweep expired entries and (with a queue manager) closed sessions' data."""
+        await super().start()
+        s = self.central_settings
+        self._every(s.cleanup_interval, self._sweep)
+        if s.queue_manager:
+            self._every(s.session_poll_interval, self.drop_closed_sessions)
+
+    async def _sweep(self) -> None:
+        if dropped := self.store.sweep():
+            log.debug("sweeper dropped %d expired levels", dropped)
+
+    async def drop_closed_sessions(self) -> int:
+        """Delete the shared data of sessions the queue manager reports closed."""
+        s = self.central_settings
+        assert s.queue_manager is not None
+        metadata = ((MD_API_KEY, self.api_key),) if self.api_key else ()
+        async with insecure_channel(s.queue_manager) as channel:
+            reply = await AdminStub(channel).ListSessions(
+                ListSessionsRequest(include_closed=True), metadata=metadata, timeout=10
+            )
+        held = set(self.store.sessions())
+        dropped = 0
+        for info in reply.sessions:
+            sid = info.session.id
+            if sid in held and info.session.state == SessionState.SESSION_STATE_CLOSED:
+                self.store.delete(sid)
+                dropped += 1
+                log.info("session %s is closed: its shared data was deleted", sid)
+        return dropped
+
+    async def stop(self, grace: float = 1.0) -> None:
+        """Refuse new uploads, then stop."""
+        self.service.accepting = False
+        await super().stop(grace)
+
+
+class NodeAgent(_Server):
+    """``alpcrun node-agent``: the node-local pull-through cache of shared data."""
+
+    _services = (NODE_CACHE_SERVICE_NAME,)
+
+    def __init__(self, *, settings: NodeAgentSettings, clock: Clock | None = None) -> None:
+        if settings.tls:
+            raise ConfigError("tls to the central cache is not supported yet; unset tls")
+        super().__init__(settings, clock)
+        self.node_settings = settings
+        self._channel: grpc.aio.Channel | None = None
+        self.cache: NodeCache | None = None
+
+    def _add_services(self, server: grpc.aio.Server) -> None:
+        s = self.node_settings
+        self._channel = insecure_channel(s.central_cache_addr, s.max_message_bytes)
+        central = SharedDataClient(
+            self._channel, api_key=self.api_key, max_value_bytes=s.max_value_bytes
+        )
+        lru = NodeLRU(max_bytes=s.cache_size, clock=self.clock)
+        self.cache = NodeCache(
+            lru=lru, central=central, clock=self.clock, fetch_timeout_s=s.fetch_timeout
+        )
+        add_node_cache_servicer(NodeCacheService(self.cache, self.clock, s.chunk_bytes), server)
+
+    def _extra_addresses(self) -> list[str]:
+        path = self.node_settings.unix_socket
+        return [f"unix:{path}"] if path else []
+
+    def _collector(self) -> Collector:
+        assert self.cache is not None
+        return NodeCacheCollector(self.cache.statistics)
+
+    async def start(self) -> None:
+        """Serve and drop expired entries every ``cleanup_interval``."""
+        await super().start()
+        self._every(self.node_settings.cleanup_interval, self._expire)
+
+    async def _expire(self) -> None:
+        assert self.cache is not None
+        self.cache.lru.expire()
+
+    async def stop(self, grace: float = 1.0) -> None:
+        """Stop serving and close the channel to the central cache."""
+        await super().stop(grace)
+        if self._channel is not None:
+            await self._channel.close(None)
+            self._channel = None

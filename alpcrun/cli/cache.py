@@ -1,0 +1,109 @@
+"""``alpcrun central-cache`` and ``alpcrun node-agent``: the shared-data servers."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import signal
+from collections.abc import Callable
+from typing import Any
+
+from alpcrun._logging import setup_logging
+from alpcrun.config import CentralCacheSettings, NodeAgentSettings, load_settings
+
+Common = Callable[[argparse.ArgumentParser], None]
+
+
+def add_parsers(sub: Any, common: Common) -> None:
+    """Add the ``central-cache`` and ``node-agent`` subcommands to ``sub``."""
+    cc = sub.add_parser("central-cache", help="run the central shared-data cache (port 2337)")
+    common(cc)
+    _server_flags(cc, 2337, 9338)
+    cc.add_argument("--max-ttl", help="longest TTL of shared data, e.g. 600s")
+    cc.add_argument("--cleanup-interval", help="how often expired entries are dropped, e.g. 1s")
+    cc.add_argument("--max-bytes", help="bytes of shared data held at once, e.g. 4GB")
+    cc.add_argument(
+        "--queue-manager", help="queue manager address: delete closed sessions' shared data"
+    )
+    na = sub.add_parser("node-agent", help="run the node agent: node-local shared-data cache")
+    common(na)
+    _server_flags(na, 3337, 9339)
+    na.add_argument("--cache-size", help="bytes the node cache holds, e.g. 1GB")
+    na.add_argument("--central-cache-addr", help="central cache address (default localhost:2337)")
+    na.add_argument("--unix-socket", metavar="PATH", help="also serve on this Unix socket")
+
+
+def _server_flags(p: argparse.ArgumentParser, port: int, metrics_port: int) -> None:
+    p.add_argument("--host", help="listen address (default 0.0.0.0)")
+    p.add_argument("--port", type=int, help=f"gRPC port (default {port}; 0 picks one)")
+    p.add_argument(
+        "--metrics-port", type=int, help=f"Prometheus port (default {metrics_port}; 0 picks one)"
+    )
+    p.add_argument(
+        "--auth-disabled", action="store_true", default=None, help="accept calls without a key"
+    )
+
+
+def _common_overrides(args: argparse.Namespace) -> dict[str, Any]:
+    return {
+        "log_level": args.log_level,
+        "log_json": args.log_json,
+        "api_key": args.api_key,
+        "host": args.host,
+        "port": args.port,
+        "metrics_port": args.metrics_port,
+        "auth_disabled": args.auth_disabled,
+    }
+
+
+def central_cache(args: argparse.Namespace) -> int:
+    """``alpcrun central-cache``: serve until SIGTERM/SIGINT."""
+    from alpcrun.cache.app import CentralCacheServer
+
+    settings = load_settings(
+        CentralCacheSettings,
+        config_file=args.config,
+        max_ttl=args.max_ttl,
+        cleanup_interval=args.cleanup_interval,
+        max_bytes=args.max_bytes,
+        queue_manager=args.queue_manager,
+        **_common_overrides(args),
+    )
+    setup_logging(settings.log_level, json_lines=settings.log_json)
+    asyncio.run(_serve(CentralCacheServer(settings=settings)))
+    return 0
+
+
+def node_agent(args: argparse.Namespace) -> int:
+    """``alpcrun node-agent``: serve until SIGTERM/SIGINT."""
+    from alpcrun.cache.app import NodeAgent
+
+    settings = load_settings(
+        NodeAgentSettings,
+        config_file=args.config,
+        cache_size=args.cache_size,
+        central_cache_addr=args.central_cache_addr,
+        unix_socket=args.unix_socket,
+        **_common_overrides(args),
+    )
+    setup_logging(settings.log_level, json_lines=settings.log_json)
+    asyncio.run(_serve(NodeAgent(settings=settings)))
+    return 0
+
+
+async def _serve(server: Any) -> None:
+    await server.start()
+    loop = asyncio.get_running_loop()
+    stopping: list[asyncio.Task[None]] = []
+
+    def on_signal() -> None:
+        if not stopping:
+            stopping.append(asyncio.ensure_future(server.stop()))
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, on_signal)
+    try:
+        await server.wait_stopped()
+    finally:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(sig)

@@ -1,0 +1,161 @@
+"""Shared data: node-cache hit latency and the central cache's fan-out per node.
+
+    python bench/shared_data.py                 # 2,000 hits per size, 64 readers of 16 MiB
+    python bench/shared_data.py --quick         # 200 hits per size, 16 readers of 1 MiB
+    python bench/shared_data.py --json out.json
+
+1. **Hit latency**: a central cache and a node agent run in a child process (started with
+   ``alpcrun central-cache`` / ``alpcrun node-agent`` semantics, in-process in that child);
+   this process reads one cached level again and again (closed loop, one call at a time) over
+   loopback with the worker SDK's ``SharedDataClient``, for 1 KiB and 1 MiB values: p50, p99.
+2. **Fan-out**: N concurrent readers on one node ask the node agent for the same value that
+   is not cached yet; reported: central fetches, bytes the central cache sent (one copy per
+   node expected) against the N copies it would send without a node cache.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import multiprocessing
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+if str(REPO_ROOT) not in sys.path:
+    sys.path.insert(0, str(REPO_ROOT))
+
+from alpcrun.cache.client import SharedDataClient  # noqa: E402
+from alpcrun.proto.channel import insecure_channel  # noqa: E402
+from alpcrun.testing import running_central_cache, running_node_agent  # noqa: E402
+
+KEY = "bench-key"
+KIB, MIB = 1 << 10, 1 << 20
+
+
+def _serve(conn: Any) -> None:
+    async def main() -> None:
+        async with (
+            running_central_cache(api_key=KEY) as cc,
+            running_node_agent(cc.address, api_key=KEY) as na,
+        ):
+            conn.send((cc.address, na.address))
+            await asyncio.get_running_loop().run_in_executor(None, conn.recv)
+
+    asyncio.run(main())
+
+
+def _pct(samples: list[float], q: float) -> float:
+    ordered = sorted(samples)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+async def hit_latency(central: str, node: str, size: int, samples: int) -> dict[str, float]:
+    """Closed-loop node-cache hits of one ``size``-byte value, in milliseconds."""
+    session = f"bench-{size}"
+    async with insecure_channel(central) as cch, insecure_channel(node) as nch:
+        await SharedDataClient(cch, api_key=KEY).set(session, b"v" * size)
+        reader = SharedDataClient(nch, api_key=KEY, node=True)
+        for _ in range(100):  # warm-up; the first read fetches from the central cache
+            await reader.get(session, 1)
+        times = []
+        for _ in range(samples):
+            start = time.perf_counter()
+            await reader.get(session, 1)
+            times.append((time.perf_counter() - start) * 1000)
+    return {
+        "p50_ms": _pct(times, 0.50),
+        "p99_ms": _pct(times, 0.99),
+        "mean_ms": statistics.fmean(times),
+    }
+
+
+async def fan_out(readers: int, size: int) -> dict[str, Any]:
+    """``readers`` concurrent first reads of one value through one node agent."""
+    value = b"f" * size
+    async with (
+        running_central_cache(api_key=KEY) as cc,
+        running_node_agent(cc.address, api_key=KEY) as na,
+        insecure_channel(cc.address) as cch,
+    ):
+        await SharedDataClient(cch, api_key=KEY).set("fan", value)
+        channels = [insecure_channel(na.address) for _ in range(min(readers, 8))]
+        start = time.perf_counter()
+        got = await asyncio.gather(
+            *(
+                SharedDataClient(channels[i % len(channels)], api_key=KEY, node=True).get("fan", 1)
+                for i in range(readers)
+            )
+        )
+        wall = time.perf_counter() - start
+        for ch in channels:
+            await ch.close(None)
+        assert all(g.value == value for g in got)
+        assert na.cache is not None
+        st = na.cache.statistics()
+        return {
+            "readers": readers,
+            "value_bytes": size,
+            "central_fetches": st.central_fetches,
+            "singleflight_joins": st.singleflight_joins,
+            "central_bytes_sent_per_node": cc.service.bytes_sent,
+            "without_node_cache_bytes": readers * size,
+            "wall_s": wall,
+        }
+
+
+def run(*, samples: int, readers: int, fan_bytes: int) -> dict[str, Any]:
+    """Run both parts; returns the figures."""
+    parent, child = multiprocessing.Pipe()
+    proc = multiprocessing.get_context("spawn").Process(target=_serve, args=(child,))
+    proc.start()
+    try:
+        central, node = parent.recv()
+        hits = {
+            label: asyncio.run(hit_latency(central, node, size, samples))
+            for label, size in (("1KiB", KIB), ("1MiB", MIB))
+        }
+    finally:
+        parent.send("stop")
+        proc.join(10)
+        if proc.is_alive():
+            proc.kill()
+    return {"hit_latency": hits, "fan_out": asyncio.run(fan_out(readers, fan_bytes))}
+
+
+def main() -> None:
+    """Parse flags, run, print a table (and JSON when asked)."""
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--samples", type=int, default=2000, help="timed hits per value size")
+    p.add_argument("--readers", type=int, default=64, help="concurrent readers in the fan-out")
+    p.add_argument("--fan-mib", type=int, default=16, help="fan-out value size in MiB")
+    p.add_argument("--quick", action="store_true", help="200 hits, 16 readers of 1 MiB")
+    p.add_argument("--json", metavar="PATH", help="also write the figures as JSON")
+    args = p.parse_args()
+    if args.quick:
+        args.samples, args.readers, args.fan_mib = 200, 16, 1
+    result = run(samples=args.samples, readers=args.readers, fan_bytes=args.fan_mib * MIB)
+    for label, h in result["hit_latency"].items():
+        print(f"node-cache hit {label:>5}: p50 {h['p50_ms']:.3f} ms  p99 {h['p99_ms']:.3f} ms")
+    f = result["fan_out"]
+    print(
+        f"fan-out: {f['readers']} readers x {f['value_bytes'] / MIB:.0f} MiB -> "
+        f"{f['central_fetches']} central fetch(es), {f['central_bytes_sent_per_node'] / MIB:.0f} "
+        f"MiB sent by the central cache to the node (without a node cache: "
+        f"{f['without_node_cache_bytes'] / MIB:.0f} MiB), {f['wall_s']:.2f} s"
+    )
+    if args.json:
+        result["machine"] = {
+            "python": platform.python_version(),
+            "cpus": multiprocessing.cpu_count(),
+        }
+        Path(args.json).write_text(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -55,8 +55,9 @@ async def queued_work(tasks: int = 40) -> AsyncIterator[tuple[QueueManager, Any]
             async with client.session(app_id="pricing", max_workers=6) as session:
                 for i in range(tasks):
                     await session.submit(str(i).encode())
-                for _ in range(200):
-                    if scrape(qm).get("alpcrun_queue_depth") and _value(qm, "alpcrun_queue_depth"):
+                await session.flush()
+                for _ in range(250):  # every batch queued (they arrive one by one)
+                    if _value(qm, "alpcrun_queue_depth") == tasks:
                         break
                     await asyncio.sleep(0.02)
                 yield qm, session

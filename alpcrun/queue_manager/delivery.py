@@ -152,8 +152,8 @@ class Delivery:
         if item is None:
             self._stray_results(worker, batch)
             return
-        tasks = batch.tasks
-        if len(tasks) != item.ntasks or [t.id for t in tasks] != [t.id for t in item.batch.tasks]:
+        failed = _failed_tasks(batch, item)
+        if failed is None:
             worker.inflight[batch.dispatch_id] = item
             raise InvalidArgument(
                 f"the results must answer the {item.ntasks} tasks of dispatch "
@@ -172,7 +172,7 @@ class Delivery:
             if record.closed:
                 self.journal.batch_removed(item)
             else:
-                self._settle(record, item, batch)
+                self._settle(record, item, batch, failed)
         if worker.phase is WorkerPhase.UNBINDING:
             if not worker.inflight and worker.data is not None:
                 worker.data.close()
@@ -196,10 +196,11 @@ class Delivery:
             field="batch.dispatch_id",
         )
 
-    def _settle(self, record: SessionRecord, item: QueuedBatch, batch: Batch) -> None:
-        """Deliver successes, retry or dead-letter failures."""
+    def _settle(
+        self, record: SessionRecord, item: QueuedBatch, batch: Batch, failed: list[int]
+    ) -> None:
+        """Deliver successes, retry or dead-letter the ``failed`` tasks (indexes)."""
         tasks = batch.tasks
-        failed = [i for i, t in enumerate(tasks) if t.HasField("error")]
         if not failed:
             self._push_results(record, item.batch.id, batch, item.ntasks, item.ntasks)
             self.journal.batch_removed(item)
@@ -397,6 +398,23 @@ class Delivery:
         record.last_activity = self.clock.monotonic()
         if record.state == SessionState.SESSION_STATE_IDLE:
             record.state = SessionState.SESSION_STATE_ACTIVE
+
+
+def _failed_tasks(batch: Batch, item: QueuedBatch) -> list[int] | None:
+    """Indexes of the failed results, or None if ``batch`` does not answer ``item`` task by task.
+
+    One pass over the results: the hot path of every result batch.
+    """
+    tasks = batch.tasks
+    if len(tasks) != item.ntasks:
+        return None
+    failed = []
+    for i, (result, task) in enumerate(zip(tasks, item.batch.tasks, strict=True)):
+        if result.id != task.id:
+            return None
+        if result.HasField("error"):
+            failed.append(i)
+    return failed
 
 
 def _start_next(worker: WorkerRecord, now: float) -> None:

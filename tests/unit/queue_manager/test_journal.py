@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 
-from alpcrun.proto import Batch, SessionAttributes
+import pytest
+
+from alpcrun.errors import ConfigError
+from alpcrun.proto import Batch, SessionAttributes, WorkerRegistration
 from alpcrun.queue_manager.core import QueueCore
 from alpcrun.queue_manager.sqlite_journal import SqliteJournal
 from alpcrun.testing import FakeClock
@@ -25,8 +29,6 @@ def _batch(bid: str, n: int) -> Batch:
 
 
 def _bound(core: QueueCore, sid: str):
-    from alpcrun.proto import WorkerRegistration
-
     w = core.register_worker(WorkerRegistration(node="n", pod="p"), Recorder())
     core.schedule()
     data = Recorder()
@@ -40,8 +42,6 @@ def _rows(path, table: str) -> int:
 
 
 async def test_results_reach_clients_only_once_journaled(tmp_path):
-    import asyncio
-
     core, journal = _core(tmp_path / "j.db")
     journal.start(asyncio.get_running_loop())
     s = core.create_session(SessionAttributes(app_id="a"))
@@ -60,8 +60,6 @@ async def test_results_reach_clients_only_once_journaled(tmp_path):
 
 
 async def test_a_batch_finished_within_one_flush_is_never_written(tmp_path):
-    import asyncio
-
     core, journal = _core(tmp_path / "j.db")
     journal.flush_interval = 60.0  # nothing flushes on its own
     journal.start(asyncio.get_running_loop())
@@ -78,8 +76,6 @@ async def test_a_batch_finished_within_one_flush_is_never_written(tmp_path):
 
 
 async def test_restart_recovers_sessions_queues_results_and_letters(tmp_path):
-    import asyncio
-
     path = tmp_path / "j.db"
     core, journal = _core(path)
     journal.start(asyncio.get_running_loop())
@@ -124,8 +120,6 @@ async def test_restart_recovers_sessions_queues_results_and_letters(tmp_path):
 
 
 async def test_a_closed_session_is_forgotten_after_retention(tmp_path):
-    import asyncio
-
     clock = FakeClock()
     core, journal = _core(tmp_path / "j.db", clock)
     journal.start(asyncio.get_running_loop())
@@ -142,10 +136,6 @@ async def test_a_closed_session_is_forgotten_after_retention(tmp_path):
 
 
 def test_a_journal_that_cannot_be_used_is_a_config_error(tmp_path):
-    import pytest
-
-    from alpcrun.errors import ConfigError
-
     with pytest.raises(ConfigError, match="cannot use"):
         SqliteJournal(str(tmp_path / "missing-dir" / "j.db"))
     junk = tmp_path / "junk.db"

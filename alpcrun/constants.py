@@ -16,6 +16,8 @@ CENTRAL_CACHE_METRICS_PORT: Final = 9338
 """Default Prometheus HTTP port of the central cache."""
 NODE_AGENT_METRICS_PORT: Final = 9339
 """Default Prometheus HTTP port of the node agent."""
+SCALER_METRICS_PORT: Final = 9340
+"""Default HTTP port of ``alpcrun scaler``'s /metrics, /healthz and /readyz."""
 
 MD_API_KEY: Final = "api_key"
 """Metadata key carrying the API key on every call."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
 import signal
 from collections.abc import Callable
 
@@ -14,6 +15,9 @@ from alpcrun.scaler.kube import DeploymentScale, apps_api
 from alpcrun.scaler.policy import ScaleDecider, ScalePolicy
 from alpcrun.scaler.runner import ScalerRunner
 from alpcrun.scaler.settings import ScalerSettings
+from alpcrun.scaler.status import ScalerStatus, StatusServer
+
+log = logging.getLogger("alpcrun.scaler")
 
 _FLAGS = {
     "deployment": ("NAME", "worker Deployment to scale"),
@@ -28,6 +32,7 @@ _FLAGS = {
     "max-step-up": ("N", "most replicas added at once (default 10)"),
     "max-step-down": ("N", "most replicas removed at once (default 5)"),
     "kubeconfig": ("FILE", "kubeconfig outside a pod (default: in-cluster, then ~/.kube/config)"),
+    "host": ("ADDR", "address of the status endpoint (default 0.0.0.0)"),
 }
 
 
@@ -41,6 +46,11 @@ def add_parser(
     for flag, (metavar, text) in _FLAGS.items():
         p.add_argument(f"--{flag}", metavar=metavar, help=text)
     p.add_argument("--metric", choices=SCALE_METRICS, help="gauge to scale on")
+    p.add_argument(
+        "--metrics-port",
+        type=int,
+        help="port of /metrics, /healthz and /readyz (default 9340; 0 picks one)",
+    )
 
 
 def settings_from(args: argparse.Namespace) -> ScalerSettings:
@@ -54,6 +64,7 @@ def settings_from(args: argparse.Namespace) -> ScalerSettings:
         log_level=args.log_level,
         log_json=args.log_json,
         metric=args.metric,
+        metrics_port=args.metrics_port,
         **overrides,
     )
 
@@ -73,14 +84,27 @@ def run(args: argparse.Namespace) -> int:
         max_step_up=s.max_step_up,
         max_step_down=s.max_step_down,
     )
+    clock = MonotonicClock()
+    # A round may take up to a few API calls' timeouts; three intervals and a minute is stuck.
+    status = ScalerStatus(clock=clock, stale_after_s=3 * s.interval + 60)
     runner = ScalerRunner(
-        decider=ScaleDecider(policy, clock=MonotonicClock()),
+        decider=ScaleDecider(policy, clock=clock),
         demand=MetricsDemand(s.metrics_url, s.metric, app_id=s.app_id),
         target=DeploymentScale(
             apps_api(kubeconfig=s.kubeconfig), name=s.deployment, namespace=s.namespace
         ),
         interval_s=s.interval,
+        status=status,
     )
+    server = None
+    if s.metrics_port is not None:
+        try:
+            server = StatusServer(status, host=s.host, port=s.metrics_port)
+        except OSError as exc:
+            print(f"alpcrun scaler: cannot serve on {s.host}:{s.metrics_port}: {exc}")
+            return 2
+        server.start()
+        log.info("scaler status on http://%s:%d (/metrics, /healthz, /readyz)", s.host, server.port)
 
     async def main() -> None:
         stop = asyncio.Event()
@@ -89,5 +113,9 @@ def run(args: argparse.Namespace) -> int:
             loop.add_signal_handler(sig, stop.set)
         await runner.run(stop)
 
-    asyncio.run(main())
+    try:
+        asyncio.run(main())
+    finally:
+        if server is not None:
+            server.close()
     return 0

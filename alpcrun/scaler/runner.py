@@ -9,6 +9,7 @@ from collections.abc import Awaitable, Callable
 
 from alpcrun.scaler.kube import ScaleTarget
 from alpcrun.scaler.policy import Decision, ScaleDecider
+from alpcrun.scaler.status import ScalerStatus
 
 log = logging.getLogger("alpcrun.scaler")
 
@@ -23,11 +24,13 @@ class ScalerRunner:
         demand: Callable[[], Awaitable[float]],
         target: ScaleTarget,
         interval_s: float,
+        status: ScalerStatus | None = None,
     ) -> None:
         self.decider = decider
         self.demand = demand
         self.target = target
         self.interval_s = interval_s
+        self.status = status
 
     async def step(self) -> Decision:
         """One round: observe, decide and, if the count changes, scale."""
@@ -44,6 +47,8 @@ class ScalerRunner:
                 demand,
                 decision.desired,
             )
+        if self.status is not None:
+            self.status.succeeded(demand, decision)
         return decision
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -53,5 +58,7 @@ class ScalerRunner:
                 await self.step()
             except Exception as exc:  # the queue manager or the API server may be away a while
                 log.warning("scaling round failed, replicas unchanged: %s", exc)
+                if self.status is not None:
+                    self.status.failed(exc)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), self.interval_s)

@@ -43,6 +43,10 @@ class ScalerSettings(_Base):
     """Most replicas removed at once."""
     kubeconfig: str | None = None
     """kubeconfig file when not running in a pod."""
+    host: str = "0.0.0.0"
+    """Address of the status endpoint."""
+    metrics_port: int | None = Field(default=constants.SCALER_METRICS_PORT, ge=0, le=65535)
+    """Port of ``/metrics``, ``/healthz`` and ``/readyz`` (0 picks one; None: no endpoint)."""
 
     @model_validator(mode="after")
     def _bounds(self) -> ScalerSettings:

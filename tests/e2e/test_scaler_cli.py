@@ -6,14 +6,21 @@ from __future__ import annotations
 import asyncio
 import signal
 import sys
+import urllib.request
 from pathlib import Path
 
 import pytest
 import yaml
 
+from tests.e2e.conftest import free_port
 from tests.integration.test_autoscaling_metrics import _deployment, emulator, queued_work
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(90)]
+
+
+def _get(url: str) -> tuple[int, str]:
+    with urllib.request.urlopen(url, timeout=5) as reply:
+        return reply.status, reply.read().decode()
 
 
 def kubeconfig(path: Path, server: str) -> Path:
@@ -41,6 +48,8 @@ async def test_scaler_process_scales_up_and_stops_on_sigterm(tmp_path: Path):
         cmd += ["--namespace", "grid", "--max-replicas", "5", "--interval", "100ms"]
         cmd += ["--metrics-url", f"http://127.0.0.1:{qm.metrics_port}/metrics"]
         cmd += ["--kubeconfig", str(kubeconfig(tmp_path / "kubeconfig", str(k8s.url)))]
+        status_port = free_port()
+        cmd += ["--host", "127.0.0.1", "--metrics-port", str(status_port)]
         log = (tmp_path / "scaler.log").open("wb")
         proc = await asyncio.create_subprocess_exec(*cmd, stdout=log, stderr=log)
         try:
@@ -50,6 +59,13 @@ async def test_scaler_process_scales_up_and_stops_on_sigterm(tmp_path: Path):
                     break
                 await asyncio.sleep(0.05)
             assert dep.spec.replicas == 5, (tmp_path / "scaler.log").read_text()
+            base = f"http://127.0.0.1:{status_port}"
+            assert await asyncio.to_thread(_get, base + "/healthz") == (200, "ok\n")
+            assert await asyncio.to_thread(_get, base + "/readyz") == (200, "ok\n")
+            code, metrics = await asyncio.to_thread(_get, base + "/metrics")
+            assert code == 200
+            assert "alpcrun_scaler_replicas 5.0" in metrics
+            assert 'alpcrun_scaler_scalings_total{direction="up"} 1.0' in metrics
             proc.send_signal(signal.SIGTERM)
             assert await asyncio.wait_for(proc.wait(), 10) == 0
         finally:

@@ -25,6 +25,7 @@ from alpcrun.scaler.demand import MetricsDemand
 from alpcrun.scaler.kube import DeploymentScale, apps_api
 from alpcrun.scaler.policy import Reason, ScaleDecider, ScalePolicy
 from alpcrun.scaler.runner import ScalerRunner
+from alpcrun.scaler.status import ScalerStatus
 from alpcrun.testing import FakeClock, running_queue_manager
 from tests.k8s.chart import COMBINATIONS, ROOT, find, render
 
@@ -188,6 +189,7 @@ async def test_scaler_scales_workers_to_what_the_queue_manager_wants():
         await asyncio.to_thread(api.create_namespaced_deployment, "grid", _deployment("w", 1))
         target = DeploymentScale(api, name="w", namespace="grid")
         assert _value(qm, "alpcrun_workers_wanted") == 6
+        status = ScalerStatus(clock=clock, stale_after_s=60)
         runner = ScalerRunner(
             decider=ScaleDecider(policy, clock=clock),
             demand=MetricsDemand(
@@ -195,6 +197,7 @@ async def test_scaler_scales_workers_to_what_the_queue_manager_wants():
             ),
             target=target,
             interval_s=0.01,
+            status=status,
         )
         up = await runner.step()
         assert (up.current, up.desired, up.replicas, up.reason) == (1, 4, 4, Reason.SCALE_UP)
@@ -208,6 +211,15 @@ async def test_scaler_scales_workers_to_what_the_queue_manager_wants():
         down = await runner.step()
         assert down.replicas == 1
         assert await asyncio.to_thread(target.get_replicas) == 1
+        assert status.ready() == (True, "ok")
+        assert (
+            status.registry.get_sample_value("alpcrun_scaler_scalings_total", {"direction": "up"})
+            == 1
+        )
+        assert (
+            status.registry.get_sample_value("alpcrun_scaler_scalings_total", {"direction": "down"})
+            == 1
+        )
 
 
 async def test_runner_survives_an_unreachable_queue_manager():
@@ -215,11 +227,13 @@ async def test_runner_survives_an_unreachable_queue_manager():
     async with emulator() as (_k8s, api):
         await asyncio.to_thread(api.create_namespaced_deployment, "grid", _deployment("w", 3))
         target = DeploymentScale(api, name="w", namespace="grid")
+        status = ScalerStatus(clock=FakeClock(), stale_after_s=60)
         runner = ScalerRunner(
             decider=ScaleDecider(ScalePolicy(), clock=FakeClock()),
             demand=MetricsDemand("http://127.0.0.1:9/metrics", "alpcrun_workers_wanted"),
             target=target,
             interval_s=0.01,
+            status=status,
         )
         stop = asyncio.Event()
         task = asyncio.create_task(runner.run(stop))
@@ -227,3 +241,12 @@ async def test_runner_survives_an_unreachable_queue_manager():
         stop.set()
         await asyncio.wait_for(task, 5)
         assert await asyncio.to_thread(target.get_replicas) == 3
+        assert (
+            status.registry.get_sample_value("alpcrun_scaler_rounds_total", {"outcome": "failed"})
+            >= 2
+        )
+        assert (
+            status.registry.get_sample_value("alpcrun_scaler_rounds_total", {"outcome": "ok"}) == 0
+        )
+        assert not status.ready()[0]
+        assert status.live()[0]

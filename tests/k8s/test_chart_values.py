@@ -84,6 +84,12 @@ def test_scaler_mode_deploys_scaler_with_narrow_rbac(tmp_path: Path) -> None:
     assert f"--deployment={WORKERS}" in args
     assert f"--metrics-url=http://{FULLNAME}-queue-manager:9337/metrics" in args
     assert "--metric=alpcrun_workers_wanted" in args
+    # Probes reach the scaler's own status endpoint on the port it is told to serve on.
+    container = _container(scaler)
+    [port] = container["ports"]
+    assert f"--metrics-port={port['containerPort']}" in args
+    assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": port["name"]}
+    assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": port["name"]}
     role = one(docs, "Role", f"{FULLNAME}-scaler")
     scale_rule = next(r for r in role["rules"] if r["resources"] == ["deployments/scale"])
     assert scale_rule["resourceNames"] == [WORKERS]

@@ -128,6 +128,18 @@ spec:
             - --scale-down-window={{ $as.scaler.scaleDownWindow }}
             - --max-step-up={{ $as.scaler.maxStepUp }}
             - --max-step-down={{ $as.scaler.maxStepDown }}
+            - --metrics-port={{ $root.Values.scaler.metricsPort }}
+          ports:
+            - name: metrics
+              containerPort: {{ $root.Values.scaler.metricsPort }}
+              protocol: TCP
+          livenessProbe:
+            httpGet: {path: /healthz, port: metrics}
+            periodSeconds: 20
+            failureThreshold: 3
+          readinessProbe:
+            httpGet: {path: /readyz, port: metrics}
+            periodSeconds: 15
           env:
             - name: ALPCRUNCH_SCALER_NAMESPACE
               valueFrom: {fieldRef: {fieldPath: metadata.namespace}}

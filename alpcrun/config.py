@@ -165,7 +165,34 @@ class _Base(BaseSettings):
         return out
 
 
-class QueueManagerSettings(_Base):
+class _Tls(_Base):
+    """TLS settings every process has (files are read and checked at start: ``alpcrun.tls``).
+
+    A server process serves TLS with ``tls_cert``/``tls_key``; every channel a process opens
+    (except ``unix:`` addresses) is TLS and verifies the server against ``ca_cert``.
+    """
+
+    tls: bool = False
+    """Serve TLS (servers) and dial every alpcrun server over TLS (clients)."""
+    tls_cert: str | None = None
+    """PEM certificate chain file: a server's certificate, and the client certificate this
+    process presents when a server requires one (mutual TLS)."""
+    tls_key: str | None = None
+    """PEM private key file of ``tls_cert`` (unencrypted)."""
+    ca_cert: str | None = None
+    """PEM CA certificates file the servers dialled must chain to (unset: the system roots);
+    on a server with ``tls_client_auth``, the CA client certificates must chain to."""
+
+
+class _TlsClient(_Tls):
+    """TLS settings of a process that dials alpcrun servers."""
+
+    tls_server_name: str | None = None
+    """Name expected in the certificates of the servers dialled, instead of the host of their
+    address (e.g. when a node agent is dialled by IP)."""
+
+
+class QueueManagerSettings(_Tls):
     """Settings of ``alpcrun queue-manager`` (env prefix ``ALPCRUNCH_QM_``)."""
 
     model_config = SettingsConfigDict(env_prefix="ALPCRUNCH_QM_")
@@ -179,6 +206,8 @@ class QueueManagerSettings(_Base):
     """Prometheus /metrics HTTP port; unset disables it, 0 picks a free one."""
     auth_disabled: bool = False
     """Accept calls without an API key (never in production)."""
+    tls_client_auth: bool = False
+    """With ``tls``: require a client certificate signed by ``ca_cert`` (mutual TLS)."""
     scheduler_interval: Seconds = Field(default=1.0, gt=0)
     """Scheduler tick (also reacts to events at once)."""
     worker_timeout: Seconds = Field(default=60.0, gt=0)
@@ -220,7 +249,7 @@ class QueueManagerSettings(_Base):
         return self
 
 
-class WorkerSettings(_Base):
+class WorkerSettings(_TlsClient):
     """Settings of ``alpcrun worker`` and ``python -m workers_sdk`` (env ``ALPCRUNCH_WORKER_``)."""
 
     model_config = SettingsConfigDict(env_prefix="ALPCRUNCH_WORKER_")
@@ -248,7 +277,7 @@ class WorkerSettings(_Base):
     """Central cache address, used when the node agent cannot be reached."""
 
 
-class ClientSettings(_Base):
+class ClientSettings(_TlsClient):
     """Settings of the client SDK and the admin CLI (env prefix ``ALPCRUNCH_CLIENT_``)."""
 
     model_config = SettingsConfigDict(env_prefix="ALPCRUNCH_CLIENT_")
@@ -269,13 +298,15 @@ class ClientSettings(_Base):
     """Central cache address for ``session.set_shared_data``."""
 
 
-class _CacheServer(_Base):
+class _CacheServer(_TlsClient):
     """Settings every shared-data server has."""
 
     host: str = "0.0.0.0"
     """Address the gRPC server listens on."""
     auth_disabled: bool = False
     """Accept calls without an API key (never in production)."""
+    tls_client_auth: bool = False
+    """With ``tls``: require a client certificate signed by ``ca_cert`` (mutual TLS)."""
     max_value_bytes: Bytes = Field(default=1 << 30, ge=1)
     """Largest shared-data value accepted or fetched."""
     chunk_bytes: Bytes = Field(default=1 << 20, ge=1024, le=16 << 20)
@@ -321,11 +352,8 @@ class NodeAgentSettings(_CacheServer):
     fetch_timeout: Seconds = Field(default=120.0, gt=0)
     """Longest a fetch from the central cache may take."""
     unix_socket: str | None = None
-    """Also serve on this Unix socket path (workers on the node dial ``unix:PATH``)."""
-    tls: bool = False
-    """Dial the central cache over TLS (not supported yet: refused at start)."""
-    ca_cert: str | None = None
-    """CA certificate for ``tls``."""
+    """Also serve on this Unix socket path (workers on the node dial ``unix:PATH``); it stays
+    plaintext with ``tls`` (node-local, guarded by the file's permissions)."""
 
 
 S = TypeVar("S", bound=_Base)

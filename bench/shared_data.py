@@ -6,8 +6,10 @@
 
 1. **Hit latency**: a central cache and a node agent run in a child process (started with
    ``alpcrun central-cache`` / ``alpcrun node-agent`` semantics, in-process in that child);
-   this process reads one cached level again and again (closed loop, one call at a time) over
-   loopback with the worker SDK's ``SharedDataClient``, for 1 KiB and 1 MiB values: p50, p99.
+   this process reads one cached level again and again (closed loop, one call at a time) with
+   the worker SDK's ``SharedDataClient``, for 1 KiB and 1 MiB values: p50, p99, over loopback
+   TCP and over the node agent's Unix socket. For scale, the same figures for the standard
+   gRPC health ``Check`` (a bare unary call to the same process, no auth) are reported too.
 2. **Fan-out**: N concurrent readers on one node ask the node agent for the same value that
    is not cached yet; reported: central fetches, bytes the central cache sent (one copy per
    node expected) against the N copies it would send without a node cache.
@@ -17,11 +19,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import multiprocessing
 import platform
 import statistics
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -30,7 +34,10 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
+from grpc_health.v1 import health_pb2, health_pb2_grpc  # noqa: E402
+
 from alpcrun.cache.client import SharedDataClient  # noqa: E402
+from alpcrun.errors import SharedDataExists  # noqa: E402
 from alpcrun.proto.channel import insecure_channel  # noqa: E402
 from alpcrun.testing import running_central_cache, running_node_agent  # noqa: E402
 
@@ -40,12 +47,14 @@ KIB, MIB = 1 << 10, 1 << 20
 
 def _serve(conn: Any) -> None:
     async def main() -> None:
-        async with (
-            running_central_cache(api_key=KEY) as cc,
-            running_node_agent(cc.address, api_key=KEY) as na,
-        ):
-            conn.send((cc.address, na.address))
-            await asyncio.get_running_loop().run_in_executor(None, conn.recv)
+        with tempfile.TemporaryDirectory() as tmp:
+            sock = f"{tmp}/node.sock"
+            async with (
+                running_central_cache(api_key=KEY) as cc,
+                running_node_agent(cc.address, api_key=KEY, unix_socket=sock) as na,
+            ):
+                conn.send((cc.address, na.address, f"unix:{sock}"))
+                await asyncio.get_running_loop().run_in_executor(None, conn.recv)
 
     asyncio.run(main())
 
@@ -55,11 +64,21 @@ def _pct(samples: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
+def _figures(times: list[float]) -> dict[str, float]:
+    return {
+        "p50_ms": _pct(times, 0.50),
+        "p99_ms": _pct(times, 0.99),
+        "mean_ms": statistics.fmean(times),
+    }
+
+
 async def hit_latency(central: str, node: str, size: int, samples: int) -> dict[str, float]:
     """Closed-loop node-cache hits of one ``size``-byte value, in milliseconds."""
     session = f"bench-{size}"
     async with insecure_channel(central) as cch, insecure_channel(node) as nch:
-        await SharedDataClient(cch, api_key=KEY).set(session, b"v" * size)
+        # Already stored when an earlier run used the same servers (TCP, then the socket).
+        with contextlib.suppress(SharedDataExists):
+            await SharedDataClient(cch, api_key=KEY).set(session, b"v" * size)
         reader = SharedDataClient(nch, api_key=KEY, node=True)
         for _ in range(100):  # warm-up; the first read fetches from the central cache
             await reader.get(session, 1)
@@ -68,11 +87,22 @@ async def hit_latency(central: str, node: str, size: int, samples: int) -> dict[
             start = time.perf_counter()
             await reader.get(session, 1)
             times.append((time.perf_counter() - start) * 1000)
-    return {
-        "p50_ms": _pct(times, 0.50),
-        "p99_ms": _pct(times, 0.99),
-        "mean_ms": statistics.fmean(times),
-    }
+    return _figures(times)
+
+
+async def health_latency(address: str, samples: int) -> dict[str, float]:
+    """Closed-loop gRPC health ``Check`` calls to ``address``: the bare unary round trip."""
+    request = health_pb2.HealthCheckRequest()
+    async with insecure_channel(address) as channel:
+        check = health_pb2_grpc.HealthStub(channel).Check
+        for _ in range(100):
+            await check(request)
+        times = []
+        for _ in range(samples):
+            start = time.perf_counter()
+            await check(request)
+            times.append((time.perf_counter() - start) * 1000)
+    return _figures(times)
 
 
 async def fan_out(readers: int, size: int) -> dict[str, Any]:
@@ -114,18 +144,26 @@ def run(*, samples: int, readers: int, fan_bytes: int) -> dict[str, Any]:
     parent, child = multiprocessing.Pipe()
     proc = multiprocessing.get_context("spawn").Process(target=_serve, args=(child,))
     proc.start()
+    sizes = (("1KiB", KIB), ("1MiB", MIB))
     try:
-        central, node = parent.recv()
-        hits = {
-            label: asyncio.run(hit_latency(central, node, size, samples))
-            for label, size in (("1KiB", KIB), ("1MiB", MIB))
+        central, node, unix = parent.recv()
+        hits = {label: asyncio.run(hit_latency(central, node, n, samples)) for label, n in sizes}
+        unix_hits = {
+            label: asyncio.run(hit_latency(central, unix, n, samples)) for label, n in sizes
         }
+        floor = {"tcp": asyncio.run(health_latency(node, samples))}
+        floor["unix"] = asyncio.run(health_latency(unix, samples))
     finally:
         parent.send("stop")
         proc.join(10)
         if proc.is_alive():
             proc.kill()
-    return {"hit_latency": hits, "fan_out": asyncio.run(fan_out(readers, fan_bytes))}
+    return {
+        "hit_latency": hits,
+        "hit_latency_unix": unix_hits,
+        "grpc_health_check": floor,
+        "fan_out": asyncio.run(fan_out(readers, fan_bytes)),
+    }
 
 
 def main() -> None:
@@ -140,8 +178,11 @@ def main() -> None:
     if args.quick:
         args.samples, args.readers, args.fan_mib = 200, 16, 1
     result = run(samples=args.samples, readers=args.readers, fan_bytes=args.fan_mib * MIB)
-    for label, h in result["hit_latency"].items():
-        print(f"node-cache hit {label:>5}: p50 {h['p50_ms']:.3f} ms  p99 {h['p99_ms']:.3f} ms")
+    rows = [(f"node-cache hit {label:>4} tcp ", h) for label, h in result["hit_latency"].items()]
+    rows += [(f"node-cache hit {k:>4} unix", h) for k, h in result["hit_latency_unix"].items()]
+    rows += [(f"grpc health Check    {k:<4}", h) for k, h in result["grpc_health_check"].items()]
+    for label, h in rows:
+        print(f"{label}: p50 {h['p50_ms']:.3f} ms  p99 {h['p99_ms']:.3f} ms")
     f = result["fan_out"]
     print(
         f"fan-out: {f['readers']} readers x {f['value_bytes'] / MIB:.0f} MiB -> "

@@ -30,3 +30,16 @@ async def test_hit_latency_reports_percentiles():
     ):
         figures = await bench.hit_latency(cc.address, na.address, 1024, 20)
     assert 0 < figures["p50_ms"] <= figures["p99_ms"]
+
+
+async def test_hit_latency_over_the_unix_socket_and_the_grpc_floor(tmp_path):
+    bench = load()
+    sock = f"unix:{tmp_path}/node.sock"
+    async with (
+        running_central_cache(api_key=bench.KEY) as cc,
+        running_node_agent(cc.address, api_key=bench.KEY, unix_socket=sock[5:]),
+    ):
+        hits = await bench.hit_latency(cc.address, sock, 1024, 20)
+        floor = await bench.health_latency(sock, 20)
+    assert 0 < hits["p50_ms"] <= hits["p99_ms"]
+    assert 0 < floor["p50_ms"] <= floor["p99_ms"]

@@ -19,7 +19,8 @@ from alpcrun.cache.client import SharedDataClient
 from alpcrun.cache.singleflight import SingleFlight
 from alpcrun.config import WorkerSettings
 from alpcrun.errors import TransportError, Unavailable
-from alpcrun.proto.channel import insecure_channel
+from alpcrun.proto.channel import open_channel
+from alpcrun.tls import ClientTls
 
 logger = logging.getLogger(__name__)
 MEMO_ENTRIES = 4
@@ -55,17 +56,21 @@ class StaticSharedData:
 class CachedSharedData:
     """Node agent (then central cache) reads, memoised and single-flighted per process."""
 
-    def __init__(self, settings: WorkerSettings) -> None:
+    def __init__(self, settings: WorkerSettings, *, tls: ClientTls | None = None) -> None:
         key = settings.api_key.get_secret_value() if settings.api_key else None
         limit = settings.max_message_bytes
         self._channels: list[grpc.aio.Channel] = []
         self._node: SharedDataClient | None = None
         self._central: SharedDataClient | None = None
         if settings.node_agent:
-            self._channels.append(insecure_channel(settings.node_agent, limit))
+            self._channels.append(
+                open_channel(settings.node_agent, tls=tls, max_message_bytes=limit)
+            )
             self._node = SharedDataClient(self._channels[-1], api_key=key, node=True)
         if settings.central_cache:
-            self._channels.append(insecure_channel(settings.central_cache, limit))
+            self._channels.append(
+                open_channel(settings.central_cache, tls=tls, max_message_bytes=limit)
+            )
             self._central = SharedDataClient(self._channels[-1], api_key=key)
         self._memo: LRUCache[tuple[str, int], bytes] = LRUCache(MEMO_ENTRIES)
         self._flight: SingleFlight[tuple[str, int], bytes] = SingleFlight()

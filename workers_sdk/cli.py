@@ -26,6 +26,8 @@ from typing import Any
 
 from alpcrun._logging import setup_logging
 from alpcrun._process import exit_with_parent_from_env
+from alpcrun.cli._tls import add_client_flags
+from alpcrun.cli._tls import overrides as tls_overrides
 from alpcrun.config import WorkerSettings, load_settings
 from alpcrun.errors import AlpcrunError, ConfigError
 from workers_sdk.runner import WorkerRunner
@@ -159,6 +161,7 @@ def _parser() -> argparse.ArgumentParser:
         metavar="KEY=VALUE",
         help="worker label matched by session worker selectors (repeatable)",
     )
+    add_client_flags(parser, "ALPCRUNCH_WORKER_")
     parser.add_argument("--config", metavar="FILE", help="YAML config file")
     parser.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
     return parser
@@ -169,7 +172,7 @@ def main(argv: list[str] | None = None) -> int:
 
     Returns:
         0 after a clean drain, 1 when the worker failed (e.g. refused API key), 2 for a
-        usage or configuration error (bad flag, config file, or MODULE:CLASS).
+        usage or configuration error (bad flag, config file, TLS file, or MODULE:CLASS).
     """
     args = _parser().parse_args(argv)
     exit_with_parent_from_env()
@@ -183,6 +186,7 @@ def main(argv: list[str] | None = None) -> int:
             threads=args.threads,
             labels=_parse_labels(args.label),
             log_level=args.log_level,
+            **tls_overrides(args),
         )
         setup_logging(settings.log_level, json_lines=settings.log_json)
         worker_cls = load_worker_class(args.worker)
@@ -192,6 +196,9 @@ def main(argv: list[str] | None = None) -> int:
     logger.info("starting %s against %s", args.worker, settings.queue_manager)
     try:
         run_worker(worker_cls, settings)
+    except ConfigError as exc:  # e.g. a TLS file, read when the worker starts
+        sys.stderr.write(f"error: {exc}\n")
+        return EXIT_USAGE
     except AlpcrunError as exc:
         logger.error("worker failed: %s: %s", type(exc).__name__, exc)
         return EXIT_ERROR

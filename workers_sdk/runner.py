@@ -31,8 +31,9 @@ from alpcrun.proto import (
     WorkerRegistration,
     WorkerStatus,
 )
-from alpcrun.proto.channel import insecure_channel
+from alpcrun.proto.channel import open_channel
 from alpcrun.proto.status import from_rpc_error
+from alpcrun.tls import client_tls
 from workers_sdk._execute import BatchExecutor
 from workers_sdk._session import CLOSE_GRACE, SessionPump, SessionSpec
 from workers_sdk._shared import CachedSharedData
@@ -67,6 +68,7 @@ class WorkerRunner:
     def __init__(self, worker: Worker, settings: WorkerSettings) -> None:
         self._worker = worker
         self._settings = settings
+        self._tls = client_tls(settings)  # a bad certificate file fails here, at start
         key = settings.api_key.get_secret_value() if settings.api_key else ""
         self._metadata: tuple[tuple[str, str], ...] = ((MD_API_KEY, key),) if key else ()
         self._counters = Counters()
@@ -124,11 +126,15 @@ class WorkerRunner:
             self._on_stop()
         settings = self._settings
         await self._worker.setup()
-        shared = CachedSharedData(settings)
+        shared = CachedSharedData(settings, tls=self._tls)
         executor = BatchExecutor(
             self._worker, threads=settings.threads or settings.concurrency, shared=shared
         )
-        channel = insecure_channel(settings.queue_manager, settings.max_message_bytes)
+        channel = open_channel(
+            settings.queue_manager,
+            tls=self._tls,
+            max_message_bytes=settings.max_message_bytes,
+        )
         stub = QueueStub(channel)
         try:
             await self._serve(_Wiring(stub.WorkerUpdate, stub.WorkerStream, executor))

@@ -11,11 +11,10 @@ import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from types import TracebackType
-from typing import Any, Self
+from typing import Self
 
 import grpc
 import grpc.aio
-from prometheus_client import start_http_server
 from prometheus_client.registry import Collector
 
 from alpcrun._clock import Clock, MonotonicClock
@@ -24,6 +23,7 @@ from alpcrun.cache.client import SharedDataClient
 from alpcrun.cache.lru import NodeLRU
 from alpcrun.cache.metrics import CentralCacheCollector, NodeCacheCollector, registry_of
 from alpcrun.cache.node import NodeCache, NodeCacheService
+from alpcrun.cache.sessions import OpenSessions, QueueManagerLookup
 from alpcrun.cache.ttl import SharedDataStore, StoreLimits
 from alpcrun.config import CentralCacheSettings, NodeAgentSettings
 from alpcrun.constants import MD_API_KEY
@@ -37,9 +37,10 @@ from alpcrun.proto import (
     add_central_cache_servicer,
     add_node_cache_servicer,
 )
-from alpcrun.proto.channel import insecure_channel, server_options
-from alpcrun.proto.server import DecodeGuardInterceptor, add_standard_services, set_not_serving
-from alpcrun.queue_manager.auth import ApiKeyInterceptor
+from alpcrun.proto.channel import open_channel
+from alpcrun.proto.server import GrpcServer, Listen
+from alpcrun.queue_manager.auth import server_interceptors
+from alpcrun.tls import client_tls, server_tls
 
 log = logging.getLogger("alpcrun.cache")
 Settings = CentralCacheSettings | NodeAgentSettings
@@ -57,13 +58,14 @@ class _Server:
                 "or auth_disabled for a trusted development setup"
             )
         self.settings = settings
+        self._tls = server_tls(settings)
+        self.client_tls = client_tls(settings)
+        """How this server dials other alpcrun servers (None: plaintext)."""
         self.clock = clock or MonotonicClock()
         self.port = 0
         self.metrics_port: int | None = None
-        self._server: grpc.aio.Server | None = None
-        self._health: Any = None
+        self._server: GrpcServer | None = None
         self._tasks: list[asyncio.Task[None]] = []
-        self._httpd: Any = None
         self._stopped = asyncio.Event()
 
     @property
@@ -102,35 +104,34 @@ class _Server:
     async def start(self) -> None:
         """Bind the port, start serving and the metrics endpoint."""
         s = self.settings
-        interceptors: list[Any] = [DecodeGuardInterceptor()]
-        if s.api_key is not None and not s.auth_disabled:
-            interceptors = [ApiKeyInterceptor([s.api_key.get_secret_value()])]
-        server = grpc.aio.server(
-            options=server_options(s.max_message_bytes), interceptors=interceptors
+        listen = Listen(
+            host=s.host,
+            port=s.port,
+            tls=self._tls,
+            extra_addresses=self._extra_addresses(),
+            metrics_port=s.metrics_port,
+            max_message_bytes=s.max_message_bytes,
         )
-        self._add_services(server)
-        self._health = await add_standard_services(server, self._services)
-        self.port = server.add_insecure_port(f"{s.host}:{s.port}")
-        if self.port == 0:
-            raise ConfigError(f"cannot listen on {s.host}:{s.port}")
-        for extra in self._extra_addresses():
-            if server.add_insecure_port(extra) == 0:
-                raise ConfigError(f"cannot listen on {extra}")
-        await server.start()
-        self._server = server
-        if s.metrics_port is not None:
-            httpd, _thread = start_http_server(
-                s.metrics_port, addr=s.host, registry=registry_of(self._collector())
-            )
-            self._httpd = httpd
-            self.metrics_port = httpd.server_port
-        log.info("%s listening on %s", type(self).__name__, self.address)
+        self._server = await GrpcServer.start(
+            listen,
+            service_names=self._services,
+            add_services=self._add_services,
+            interceptors=server_interceptors(s.api_key, auth_disabled=s.auth_disabled),
+            registry=lambda: registry_of(self._collector()),
+        )
+        self.port, self.metrics_port = self._server.port, self._server.metrics_port
+        log.info(
+            "%s listening on %s (%s)",
+            type(self).__name__,
+            self.address,
+            "TLS" if self._tls else "plaintext",
+        )
 
     async def stop(self, grace: float = 1.0) -> None:
         """Stop serving (in-flight calls get ``grace`` seconds)."""
         if self._server is None:
             return
-        await set_not_serving(self._health, self._services)
+        await self._server.set_not_serving()
         for task in self._tasks:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -138,9 +139,6 @@ class _Server:
         self._tasks = []
         await self._server.stop(grace)
         self._server = None
-        if self._httpd is not None:
-            self._httpd.shutdown()
-            self._httpd.server_close()
         self._stopped.set()
 
     async def wait_stopped(self) -> None:
@@ -174,13 +172,29 @@ class CentralCacheServer(_Server):
             max_ttl_s=settings.max_ttl,
         )
         self.store = SharedDataStore(limits=limits, clock=self.clock)
-        self.service = CentralCacheService(self.store, chunk_bytes=settings.chunk_bytes)
+        self._qm_lookup: QueueManagerLookup | None = None
+        self.open_sessions: OpenSessions | None = None
+        """With a queue manager: the sessions uploads are accepted for (see docs)."""
+        if settings.queue_manager:
+            qm = settings.queue_manager
+            self._qm_lookup = QueueManagerLookup(
+                lambda: open_channel(qm, tls=self.client_tls), api_key=self.api_key
+            )
+            self.open_sessions = OpenSessions(
+                self._qm_lookup, clock=self.clock, remember_s=settings.session_poll_interval
+            )
+        self.service = CentralCacheService(
+            self.store, chunk_bytes=settings.chunk_bytes, sessions=self.open_sessions
+        )
 
     def _add_services(self, server: grpc.aio.Server) -> None:
         add_central_cache_servicer(self.service, server)
 
     def _collector(self) -> Collector:
-        return CentralCacheCollector(self.store.statistics, lambda: self.service.bytes_sent)
+        sessions = self.open_sessions.statistics if self.open_sessions is not None else None
+        return CentralCacheCollector(
+            self.store.statistics, lambda: self.service.bytes_sent, sessions
+        )
 
     async def start(self) -> None:
         """Serve; sweep expired entries and (with a queue manager) closed sessions' data."""
@@ -199,7 +213,7 @@ class CentralCacheServer(_Server):
         s = self.central_settings
         assert s.queue_manager is not None
         metadata = ((MD_API_KEY, self.api_key),) if self.api_key else ()
-        async with insecure_channel(s.queue_manager) as channel:
+        async with open_channel(s.queue_manager, tls=self.client_tls) as channel:
             reply = await AdminStub(channel).ListSessions(
                 ListSessionsRequest(include_closed=True), metadata=metadata, timeout=10
             )
@@ -207,7 +221,10 @@ class CentralCacheServer(_Server):
         dropped = 0
         for info in reply.sessions:
             sid = info.session.id
-            if sid in held and info.session.state == SessionState.SESSION_STATE_CLOSED:
+            closed = info.session.state == SessionState.SESSION_STATE_CLOSED
+            if closed and self.open_sessions is not None:
+                self.open_sessions.forget(sid)  # uploads for it are refused from now on
+            if sid in held and closed:
                 self.store.delete(sid)
                 dropped += 1
                 log.info("session %s is closed: its shared data was deleted", sid)
@@ -217,6 +234,8 @@ class CentralCacheServer(_Server):
         """Refuse new uploads, then stop."""
         self.service.accepting = False
         await super().stop(grace)
+        if self._qm_lookup is not None:
+            await self._qm_lookup.aclose()
 
 
 class NodeAgent(_Server):
@@ -225,8 +244,6 @@ class NodeAgent(_Server):
     _services = (NODE_CACHE_SERVICE_NAME,)
 
     def __init__(self, *, settings: NodeAgentSettings, clock: Clock | None = None) -> None:
-        if settings.tls:
-            raise ConfigError("tls to the central cache is not supported yet; unset tls")
         super().__init__(settings, clock)
         self.node_settings = settings
         self._channel: grpc.aio.Channel | None = None
@@ -234,7 +251,9 @@ class NodeAgent(_Server):
 
     def _add_services(self, server: grpc.aio.Server) -> None:
         s = self.node_settings
-        self._channel = insecure_channel(s.central_cache_addr, s.max_message_bytes)
+        self._channel = open_channel(
+            s.central_cache_addr, tls=self.client_tls, max_message_bytes=s.max_message_bytes
+        )
         central = SharedDataClient(
             self._channel, api_key=self.api_key, max_value_bytes=s.max_value_bytes
         )

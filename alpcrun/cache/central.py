@@ -1,15 +1,20 @@
-"""The central cache's gRPC servicer: decode, call the :class:`SharedDataStore`, encode."""
+"""The central cache's gRPC servicer: decode, call the :class:`SharedDataStore`, encode.
+
+With :class:`~alpcrun.cache.sessions.OpenSessions` (a queue manager configured), uploads are
+stored only for sessions the queue manager reports open.
+"""
 
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterable, AsyncIterator
 from typing import Any
 
 import grpc.aio
 from google.protobuf.message import DecodeError
 
 from alpcrun.cache.chunks import DEFAULT_CHUNK_BYTES, join, split
+from alpcrun.cache.sessions import OpenSessions
 from alpcrun.cache.ttl import SharedDataStore, SharedEntry
 from alpcrun.errors import AlpcrunError, InvalidArgument, Unavailable
 from alpcrun.proto import (
@@ -45,15 +50,50 @@ def entry_chunks(
     return gen()
 
 
-class CentralCacheService(CentralCacheServicer):
-    """Set/Update/Get/Delete of session shared data over a :class:`SharedDataStore`."""
+async def _prepend(
+    first: SharedDataChunk, rest: AsyncIterator[SharedDataChunk]
+) -> AsyncIterator[SharedDataChunk]:
+    yield first
+    async for chunk in rest:
+        yield chunk
 
-    def __init__(self, store: SharedDataStore, *, chunk_bytes: int = DEFAULT_CHUNK_BYTES) -> None:
+
+class CentralCacheService(CentralCacheServicer):
+    """Set/Update/Get/Delete of session shared data over a :class:`SharedDataStore`.
+
+    Args:
+        store: Where values live.
+        chunk_bytes: Data bytes per streamed chunk.
+        sessions: When given, uploads for sessions it does not find open are refused.
+    """
+
+    def __init__(
+        self,
+        store: SharedDataStore,
+        *,
+        chunk_bytes: int = DEFAULT_CHUNK_BYTES,
+        sessions: OpenSessions | None = None,
+    ) -> None:
         self.store = store
         self.chunk_bytes = chunk_bytes
+        self.sessions = sessions
         self.accepting = True
         self.bytes_sent = 0
         """Value bytes streamed to readers (node caches and SDK fallbacks)."""
+
+    async def _session_checked(
+        self, stream: AsyncIterable[SharedDataChunk]
+    ) -> AsyncIterable[SharedDataChunk]:
+        """The stream, once the session its header names is found open (raises if not)."""
+        if self.sessions is None:
+            return stream
+        chunks = aiter(stream)
+        first = await anext(chunks, None)
+        if first is None:
+            return stream  # empty: join() reports the missing header
+        if first.HasField("header") and first.header.session_id:
+            await self.sessions.check(first.header.session_id)
+        return _prepend(first, chunks)
 
     async def _store(
         self, stream: AsyncIterator[SharedDataChunk], context: Context, *, update: bool
@@ -70,7 +110,7 @@ class CentralCacheService(CentralCacheServicer):
             reserved = header.size_bytes
 
         try:
-            header, value = await join(stream, check)
+            header, value = await join(await self._session_checked(stream), check)
             ttl_s = self.store.ttl_seconds(header.ttl_ms)
             entry = self.store.store(
                 header.session_id, header.update_level, value, ttl_s, update=update

@@ -15,6 +15,11 @@ Central cache:
 | alpcrun_cache_deletions_total | counter | levels dropped by DeleteSharedData |
 | alpcrun_cache_rejected_full_total | counter | uploads refused because the cache was full |
 | alpcrun_cache_bytes_sent_total | counter | value bytes streamed to readers |
+| alpcrun_cache_session_lookups_total | counter | sessions asked of the queue manager |
+| alpcrun_cache_session_refused_total | counter | uploads refused: session unknown/closed |
+| alpcrun_cache_session_check_failures_total | counter | uploads refused: queue manager down |
+
+The three ``session_`` counters exist only with a queue manager configured.
 
 Node cache (node agent):
 
@@ -40,6 +45,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from alpcrun.cache.node import NodeCacheStatistics
+from alpcrun.cache.sessions import OpenSessionsStatistics
 from alpcrun.cache.ttl import StoreStatistics
 
 
@@ -54,9 +60,15 @@ def _counter(name: str, doc: str, value: float) -> CounterMetricFamily:
 class CentralCacheCollector(Collector):
     """Reads the central cache's statistics on every scrape."""
 
-    def __init__(self, stats: Callable[[], StoreStatistics], bytes_sent: Callable[[], int]):
+    def __init__(
+        self,
+        stats: Callable[[], StoreStatistics],
+        bytes_sent: Callable[[], int],
+        sessions: Callable[[], OpenSessionsStatistics] | None = None,
+    ) -> None:
         self._stats = stats
         self._sent = bytes_sent
+        self._sessions = sessions
 
     def collect(self) -> Iterator[Metric]:
         """Yield every metric family."""
@@ -74,6 +86,15 @@ class CentralCacheCollector(Collector):
         yield _counter(p + "deletions", "Levels dropped by DeleteSharedData.", st.deletions)
         yield _counter(p + "rejected_full", "Uploads refused: cache full.", st.rejected_full)
         yield _counter(p + "bytes_sent", "Value bytes streamed to readers.", self._sent())
+        if self._sessions is not None:
+            ss = self._sessions()
+            yield _counter(
+                p + "session_lookups", "Sessions checked with the queue manager.", ss.lookups
+            )
+            yield _counter(p + "session_refused", "Uploads refused: no open session.", ss.refused)
+            yield _counter(
+                p + "session_check_failures", "Uploads refused: queue manager down.", ss.failures
+            )
 
 
 class NodeCacheCollector(Collector):

@@ -1,10 +1,11 @@
 """The node cache: shared data from a byte-bounded LRU, misses pulled from the central cache.
 
-A hit is answered from memory. A miss (absent, expired, or a level this node never saw, e.g.
-a higher one after an update) goes to the central cache; concurrent misses for one
-(session, level) share a single fetch (:class:`SingleFlight`), and the fetched value is kept
-with the TTL the central cache reported. When the central cache is down, hits keep being
-served and misses fail with UNAVAILABLE.
+A hit is answered from memory, in one unary reply when the value fits one chunk
+(``GetSharedDataUnary``) and as a chunk stream otherwise. A miss (absent, expired, or a level
+this node never saw, e.g. a higher one after an update) goes to the central cache; concurrent
+misses for one (session, level) share a single fetch (:class:`SingleFlight`), and the fetched
+value is kept with the TTL the central cache reported. When the central cache is down, hits
+keep being served and misses fail with UNAVAILABLE.
 """
 
 from __future__ import annotations
@@ -120,6 +121,28 @@ class NodeCacheService(NodeCacheServicer):
         self._clock = clock
         self.chunk_bytes = chunk_bytes
 
+    def _header(self, request: GetSharedDataRequest, entry: NodeEntry) -> SharedDataHeader:
+        return SharedDataHeader(
+            session_id=request.session_id,
+            update_level=request.update_level,
+            size_bytes=entry.size,
+            ttl_ms=max(1, int(entry.ttl_left(self._clock.monotonic()) * 1000)),
+        )
+
+    async def GetSharedDataUnary(
+        self, request: GetSharedDataRequest, context: Context
+    ) -> SharedDataChunk:
+        """(session, level) in one reply when it fits one chunk; else the header alone."""
+        try:
+            entry = await self.cache.get(request.session_id, request.update_level)
+        except AlpcrunError as exc:
+            await abort_with(context, exc)
+        header = self._header(request, entry)
+        if entry.size > self.chunk_bytes:
+            return SharedDataChunk(header=header)  # the caller streams it with GetSharedData
+        self.cache.bytes_served += entry.size
+        return SharedDataChunk(header=header, data=entry.value)
+
     async def GetSharedData(
         self, request: GetSharedDataRequest, context: Context
     ) -> AsyncIterator[SharedDataChunk]:
@@ -128,12 +151,7 @@ class NodeCacheService(NodeCacheServicer):
             entry = await self.cache.get(request.session_id, request.update_level)
         except AlpcrunError as exc:
             await abort_with(context, exc)
-        header = SharedDataHeader(
-            session_id=request.session_id,
-            update_level=request.update_level,
-            size_bytes=entry.size,
-            ttl_ms=max(1, int(entry.ttl_left(self._clock.monotonic()) * 1000)),
-        )
+        header = self._header(request, entry)
         first = True
         for part in entry.chunks:
             # Chunks as they came from the central cache; re-split only if one is too big.

@@ -15,7 +15,7 @@ import yaml
 
 import alpcrun.cli.scaler as scaler_cli
 from alpcrun._logging import setup_logging
-from alpcrun.cli import cache, dlq
+from alpcrun.cli import _tls, cache, dlq
 from alpcrun.config import (
     CentralCacheSettings,
     ClientSettings,
@@ -26,8 +26,9 @@ from alpcrun.config import (
     load_settings,
 )
 from alpcrun.proto import AdminStub, GetStatsRequest, ListSessionsRequest, ListWorkersRequest
-from alpcrun.proto.channel import insecure_channel
+from alpcrun.proto.channel import open_channel
 from alpcrun.proto.status import from_rpc_error
+from alpcrun.tls import client_tls
 
 
 def run(args: argparse.Namespace) -> int:
@@ -75,6 +76,7 @@ def queue_manager(args: argparse.Namespace) -> int:
         worker_timeout=args.worker_timeout,
         journal=args.journal,
         shutdown_grace=args.shutdown_grace,
+        **_tls.overrides(args),
     )
     setup_logging(settings.log_level, json_lines=settings.log_json)
 
@@ -175,11 +177,13 @@ def status(args: argparse.Namespace) -> int:
         config_file=args.config,
         api_key=args.api_key,
         queue_manager=args.queue_manager,
+        **_tls.overrides(args),
     )
     metadata = (("api_key", settings.api_key.get_secret_value()),) if settings.api_key else ()
+    tls = client_tls(settings)
 
     async def fetch() -> tuple[Any, Any, Any]:
-        async with insecure_channel(settings.queue_manager) as channel:
+        async with open_channel(settings.queue_manager, tls=tls) as channel:
             stub = AdminStub(channel)
             try:
                 return (

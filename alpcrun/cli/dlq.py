@@ -14,6 +14,8 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from alpcrun.cli._tls import add_client_flags
+from alpcrun.cli._tls import overrides as tls_overrides
 from alpcrun.errors import AlpcrunError
 
 if TYPE_CHECKING:
@@ -71,6 +73,7 @@ def add_parser(
         p = actions.add_parser(name, help=text, description=text)
         common(p)
         p.add_argument("--queue-manager", help="queue manager address (default localhost:1337)")
+        add_client_flags(p)
         p.add_argument(
             "--timeout",
             type=float,
@@ -152,6 +155,7 @@ def _call(args: argparse.Namespace, request: Callable[[AsyncDeadLetters], Awaita
         api_key=args.api_key,
         queue_manager=args.queue_manager,
         reconnect_timeout=args.timeout,
+        **tls_overrides(args),
     )
     setup_logging(settings.log_level, json_lines=settings.log_json)
 

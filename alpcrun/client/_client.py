@@ -18,7 +18,8 @@ from alpcrun.client._session import AsyncSession
 from alpcrun.config import ClientSettings, load_settings
 from alpcrun.errors import AlpcrunError
 from alpcrun.proto import CreateSessionRequest, GetSessionRequest
-from alpcrun.proto.channel import insecure_channel
+from alpcrun.proto.channel import open_channel
+from alpcrun.tls import ClientTls, client_tls
 
 logger = logging.getLogger(__name__)
 
@@ -56,6 +57,7 @@ class AsyncClient:
         if api_key is not None:
             updates["api_key"] = SecretStr(api_key)
         self._settings = base.model_copy(update=updates) if updates else base
+        self._tls: ClientTls | None = client_tls(self._settings)
         self._conn: Connection | None = None
         self._cache_channel: grpc.aio.Channel | None = None
         self._cache: SharedDataClient | None = None
@@ -73,7 +75,9 @@ class AsyncClient:
         if self._conn is None:
             settings = self._settings
             key = settings.api_key.get_secret_value() if settings.api_key is not None else None
-            channel = insecure_channel(settings.queue_manager, settings.max_message_bytes)
+            channel = open_channel(
+                settings.queue_manager, tls=self._tls, max_message_bytes=settings.max_message_bytes
+            )
             self._conn = Connection(
                 channel,
                 key,
@@ -90,7 +94,9 @@ class AsyncClient:
         if self._cache is None:
             s = self._settings
             key = s.api_key.get_secret_value() if s.api_key is not None else None
-            self._cache_channel = insecure_channel(s.central_cache, s.max_message_bytes)
+            self._cache_channel = open_channel(
+                s.central_cache, tls=self._tls, max_message_bytes=s.max_message_bytes
+            )
             self._cache = SharedDataClient(self._cache_channel, api_key=key)
         return self._cache
 

@@ -1,4 +1,7 @@
-"""gRPC channel and server options: message size bounds, keepalive, no unbounded anything."""
+"""gRPC channels and options: message size bounds, keepalive, TLS, no unbounded anything.
+
+Every client side of alpcrun (SDKs, CLI, the caches' channels) dials with :func:`open_channel`.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +9,7 @@ import grpc
 import grpc.aio
 
 from alpcrun.constants import MAX_MESSAGE_BYTES
+from alpcrun.tls import ClientTls
 
 Options = list[tuple[str, int | str]]
 
@@ -41,3 +45,35 @@ def channel_options(max_message_bytes: int = MAX_MESSAGE_BYTES) -> Options:
 def insecure_channel(address: str, max_message_bytes: int = MAX_MESSAGE_BYTES) -> grpc.aio.Channel:
     """Open a plaintext grpc.aio channel to ``address`` with alpcrun's options."""
     return grpc.aio.insecure_channel(address, options=channel_options(max_message_bytes))
+
+
+def channel_credentials(tls: ClientTls) -> grpc.ChannelCredentials:
+    """Credentials that verify the server and, for mutual TLS, present a client certificate.
+
+    The server must chain to ``tls.root_certs`` (or the system roots); ``tls.cert_chain`` is
+    sent when the server asks for a client certificate.
+    """
+    return grpc.ssl_channel_credentials(
+        root_certificates=tls.root_certs,
+        private_key=tls.private_key,
+        certificate_chain=tls.cert_chain,
+    )
+
+
+def open_channel(
+    address: str, *, tls: ClientTls | None = None, max_message_bytes: int = MAX_MESSAGE_BYTES
+) -> grpc.aio.Channel:
+    """Open a grpc.aio channel to ``address`` with alpcrun's options.
+
+    Args:
+        address: ``host:port``, or ``unix:PATH`` for a node agent's socket.
+        tls: Dial TLS with this material; None: plaintext. ``unix:`` addresses are always
+            plaintext: the socket never leaves the node and its file permissions guard it.
+        max_message_bytes: Largest message sent or received.
+    """
+    options = channel_options(max_message_bytes)
+    if tls is None or address.startswith("unix:"):
+        return grpc.aio.insecure_channel(address, options=options)
+    if tls.server_name:
+        options.append(("grpc.ssl_target_name_override", tls.server_name))
+    return grpc.aio.secure_channel(address, channel_credentials(tls), options=options)

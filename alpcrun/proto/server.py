@@ -1,9 +1,14 @@
-"""Building blocks every alpcrun gRPC server shares: health, reflection, request decoding."""
+"""Building blocks every alpcrun gRPC server shares: binding, start/stop, health, decoding.
+
+Binding is plaintext or TLS (:func:`bind`); :class:`GrpcServer` starts a server with health,
+reflection and a (plaintext) Prometheus endpoint and stops it again.
+"""
 
 from __future__ import annotations
 
 import inspect
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from dataclasses import dataclass
 from typing import Any, TypeAlias
 
 import grpc
@@ -12,9 +17,14 @@ from google.protobuf.message import DecodeError
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1.health import aio as health_aio  # type: ignore[attr-defined]
 from grpc_reflection.v1alpha import reflection
+from prometheus_client import start_http_server
+from prometheus_client.registry import CollectorRegistry
 
-from alpcrun.errors import InvalidArgument
+from alpcrun.constants import MAX_MESSAGE_BYTES
+from alpcrun.errors import ConfigError, InvalidArgument
+from alpcrun.proto.channel import server_options
 from alpcrun.proto.status import abort_with
+from alpcrun.tls import ServerTls
 
 Handler: TypeAlias = "grpc.RpcMethodHandler[Any, Any]"  # not subscriptable at runtime
 Context = grpc.aio.ServicerContext[Any, Any]
@@ -97,3 +107,132 @@ class DecodeGuardInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-a
         """Return the method's handler, guarded."""
         handler = await continuation(handler_call_details)
         return handler if handler is None else guard_decoding(handler)
+
+
+def server_credentials(tls: ServerTls) -> grpc.ServerCredentials:
+    """Credentials presenting ``tls``'s certificate; with ``client_ca``, mutual TLS."""
+    return grpc.ssl_server_credentials(
+        [(tls.private_key, tls.cert_chain)],
+        root_certificates=tls.client_ca,
+        require_client_auth=tls.client_ca is not None,
+    )
+
+
+def bind(server: grpc.aio.Server, address: str, tls: ServerTls | None = None) -> int:
+    """Listen on ``address``, over TLS with ``tls``, else plaintext; return the port bound.
+
+    Raises:
+        alpcrun.errors.ConfigError: The address cannot be bound (in use, bad host).
+    """
+    try:
+        if tls is None:
+            port = server.add_insecure_port(address)
+        else:
+            port = server.add_secure_port(address, server_credentials(tls))
+    except RuntimeError as exc:
+        raise ConfigError(f"cannot listen on {address}: {exc}") from None
+    if port == 0 and not address.startswith("unix:"):
+        raise ConfigError(f"cannot listen on {address}")
+    return port
+
+
+@dataclass(frozen=True)
+class Listen:
+    """Where and how a server listens."""
+
+    host: str
+    """Address of the gRPC and metrics listeners."""
+    port: int
+    """gRPC port (0 picks a free one)."""
+    tls: ServerTls | None = None
+    """Serve gRPC over TLS with this material; None: plaintext."""
+    extra_addresses: Sequence[str] = ()
+    """More gRPC addresses (``unix:PATH``), always plaintext: they never leave the machine."""
+    metrics_port: int | None = None
+    """Prometheus ``/metrics`` HTTP port (plaintext); None: no endpoint, 0: a free port."""
+    max_message_bytes: int = MAX_MESSAGE_BYTES
+    """Largest gRPC message sent or received."""
+
+
+class GrpcServer:
+    """A started grpc.aio server: services, health, reflection, TLS, and a metrics endpoint.
+
+    Args:
+        server: The started server.
+        service_names: Full names of its services, for health.
+        health: Its health servicer.
+        port: The gRPC port bound.
+        httpd: The metrics HTTP server, if any.
+    """
+
+    def __init__(
+        self,
+        server: grpc.aio.Server,
+        service_names: Sequence[str],
+        health: health_aio.HealthServicer,
+        port: int,
+        httpd: Any,
+    ) -> None:
+        self._server = server
+        self._names = service_names
+        self._health = health
+        self._httpd = httpd
+        self.port = port
+        """The gRPC port bound."""
+        self.metrics_port: int | None = httpd.server_port if httpd is not None else None
+        """The metrics HTTP port bound, if any."""
+
+    @classmethod
+    async def start(
+        cls,
+        listen: Listen,
+        *,
+        service_names: Sequence[str],
+        add_services: Callable[[grpc.aio.Server], None],
+        interceptors: Sequence[Any],
+        registry: Callable[[], CollectorRegistry] | None = None,
+    ) -> GrpcServer:
+        """Build the server, add the services, bind, start, then start the metrics endpoint.
+
+        Args:
+            listen: Addresses, TLS, metrics port, message size limit.
+            service_names: Full names of the services ``add_services`` adds (for health).
+            add_services: Adds the servicers to the server.
+            interceptors: Server interceptors (auth, decoding guard).
+            registry: Builds the metrics registry, called after ``add_services``.
+
+        Raises:
+            alpcrun.errors.ConfigError: An address cannot be bound.
+        """
+        server = grpc.aio.server(
+            options=server_options(listen.max_message_bytes), interceptors=interceptors
+        )
+        add_services(server)
+        health = await add_standard_services(server, service_names)
+        port = bind(server, f"{listen.host}:{listen.port}", listen.tls)
+        for extra in listen.extra_addresses:
+            bind(server, extra)
+        await server.start()
+        httpd = None
+        if listen.metrics_port is not None and registry is not None:
+            try:
+                httpd, _thread = start_http_server(
+                    listen.metrics_port, addr=listen.host, registry=registry()
+                )
+            except OSError as exc:
+                await server.stop(0)
+                raise ConfigError(
+                    f"cannot serve metrics on {listen.host}:{listen.metrics_port}: {exc}"
+                ) from None
+        return cls(server, service_names, health, port, httpd)
+
+    async def set_not_serving(self) -> None:
+        """Tell health checks every service is NOT_SERVING (shutting down)."""
+        await set_not_serving(self._health, self._names)
+
+    async def stop(self, grace: float) -> None:
+        """Stop serving (in-flight calls get ``grace`` seconds) and the metrics endpoint."""
+        await self._server.stop(grace)
+        if self._httpd is not None:
+            self._httpd.shutdown()
+            self._httpd.server_close()

@@ -6,10 +6,8 @@ import asyncio
 import contextlib
 import logging
 from types import TracebackType
-from typing import Any
 
 import grpc.aio
-from prometheus_client import start_http_server
 
 from alpcrun._clock import Clock, MonotonicClock
 from alpcrun.config import QueueManagerSettings
@@ -20,15 +18,15 @@ from alpcrun.proto import (
     add_admin_servicer,
     add_queue_servicer,
 )
-from alpcrun.proto.channel import server_options
-from alpcrun.proto.server import DecodeGuardInterceptor, add_standard_services, set_not_serving
+from alpcrun.proto.server import GrpcServer, Listen
 from alpcrun.queue_manager.admin import AdminService
-from alpcrun.queue_manager.auth import ApiKeyInterceptor
+from alpcrun.queue_manager.auth import server_interceptors
 from alpcrun.queue_manager.core import CoreLimits, QueueCore
 from alpcrun.queue_manager.metrics import make_registry
 from alpcrun.queue_manager.scheduler import Scheduler
 from alpcrun.queue_manager.servicer import QueueService
 from alpcrun.queue_manager.sqlite_journal import SqliteJournal
+from alpcrun.tls import server_tls
 
 log = logging.getLogger("alpcrun.queue_manager")
 _SERVICES = (QUEUE_SERVICE_NAME, ADMIN_SERVICE_NAME)
@@ -57,6 +55,7 @@ class QueueManager:
                 "or auth_disabled for a trusted development setup"
             )
         self.settings = settings
+        self._tls = server_tls(settings)
         self.clock = clock or MonotonicClock()
         self.journal: SqliteJournal | None = None
         if settings.journal:
@@ -74,14 +73,12 @@ class QueueManager:
         )
         self.port = 0
         self.metrics_port: int | None = None
-        self._server: grpc.aio.Server | None = None
+        self._server: GrpcServer | None = None
         self._service = QueueService(
             self.core, self._sync, max_message_bytes=settings.max_message_bytes
         )
-        self._health: Any = None
         self._tick_task: asyncio.Task[None] | None = None
         self._schedule_pending = False
-        self._metrics_httpd: Any = None
         self._stopped = asyncio.Event()
 
     @property
@@ -117,32 +114,36 @@ class QueueManager:
         if self.journal is not None:
             self._recover()
         s = self.settings
-        # Either interceptor turns a request that does not decode into INVALID_ARGUMENT.
-        interceptors: list[Any] = [DecodeGuardInterceptor()]
-        if s.api_key is not None and not s.auth_disabled:
-            interceptors = [ApiKeyInterceptor([s.api_key.get_secret_value()])]
-        server = grpc.aio.server(
-            options=server_options(s.max_message_bytes), interceptors=interceptors
-        )
-        add_queue_servicer(self._service, server)
         admin = AdminService(
             self.core, self.clock.monotonic(), self._sync, max_message_bytes=s.max_message_bytes
         )
-        add_admin_servicer(admin, server)
-        self._health = await add_standard_services(server, _SERVICES)
-        self.port = server.add_insecure_port(f"{s.host}:{s.port}")
-        if self.port == 0:
-            raise ConfigError(f"cannot listen on {s.host}:{s.port}")
-        await server.start()
-        self._server = server
-        if s.metrics_port is not None:
-            httpd, _thread = start_http_server(
-                s.metrics_port, addr=s.host, registry=make_registry(self.core)
-            )
-            self._metrics_httpd = httpd
-            self.metrics_port = httpd.server_port
+
+        def add_services(server: grpc.aio.Server) -> None:
+            add_queue_servicer(self._service, server)
+            add_admin_servicer(admin, server)
+
+        listen = Listen(
+            host=s.host,
+            port=s.port,
+            tls=self._tls,
+            metrics_port=s.metrics_port,
+            max_message_bytes=s.max_message_bytes,
+        )
+        self._server = await GrpcServer.start(
+            listen,
+            service_names=_SERVICES,
+            add_services=add_services,
+            interceptors=server_interceptors(s.api_key, auth_disabled=s.auth_disabled),
+            registry=lambda: make_registry(self.core),
+        )
+        self.port, self.metrics_port = self._server.port, self._server.metrics_port
         self._tick_task = asyncio.create_task(self._tick_loop())
-        log.info("queue manager listening on %s (metrics port %s)", self.address, self.metrics_port)
+        log.info(
+            "queue manager listening on %s (%s; metrics port %s, plaintext)",
+            self.address,
+            "TLS" if self._tls else "plaintext",
+            self.metrics_port,
+        )
 
     def _schedule_soon(self) -> None:
         if not self._schedule_pending:
@@ -167,7 +168,7 @@ class QueueManager:
             return
         grace = self.settings.shutdown_grace if grace is None else grace
         self._service.accepting = False
-        await set_not_serving(self._health, _SERVICES)
+        await self._server.set_not_serving()
         deadline = self.clock.monotonic() + grace
         while self.clock.monotonic() < deadline and any(  # noqa: ASYNC110 - polls core state
             s.inflight_batches for s in self.core.sessions.values()
@@ -182,9 +183,6 @@ class QueueManager:
         self._server = None
         if self.journal is not None:
             await self.journal.close()
-        if self._metrics_httpd is not None:
-            self._metrics_httpd.shutdown()
-            self._metrics_httpd.server_close()
         self._stopped.set()
         log.info("queue manager stopped")
 

@@ -8,9 +8,10 @@ from typing import Any
 
 import grpc
 import grpc.aio
+from pydantic import SecretStr
 
 from alpcrun.constants import MD_API_KEY
-from alpcrun.proto.server import guard_decoding
+from alpcrun.proto.server import DecodeGuardInterceptor, guard_decoding
 
 _OPEN_PREFIXES = ("/grpc.health.v1.Health/", "/grpc.reflection.")
 
@@ -77,3 +78,13 @@ class ApiKeyInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]  
         if not self._accepts(key):
             return _abort_handler(handler, grpc.StatusCode.PERMISSION_DENIED, "invalid api_key")
         return guard_decoding(handler)
+
+
+def server_interceptors(api_key: SecretStr | None, *, auth_disabled: bool) -> list[Any]:
+    """The interceptors of a server: API-key checks unless auth is off or no key is set.
+
+    Either interceptor turns a request that does not decode into INVALID_ARGUMENT.
+    """
+    if api_key is not None and not auth_disabled:
+        return [ApiKeyInterceptor([api_key.get_secret_value()])]
+    return [DecodeGuardInterceptor()]

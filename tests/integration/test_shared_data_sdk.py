@@ -37,7 +37,7 @@ def client_settings(qm: str, cc: str) -> ClientSettings:
 async def test_levels_reach_workers_through_the_node_agent_or_the_central_cache(node_agent_up):
     async with (
         running_queue_manager(api_key=KEY) as qm,
-        running_central_cache(api_key=KEY) as cc,
+        running_central_cache(api_key=KEY, queue_manager=qm.address) as cc,
         running_node_agent(cc.address, api_key=KEY) as na,
     ):
         node_addr = na.address if node_agent_up else "127.0.0.1:1"  # nothing listens on 1

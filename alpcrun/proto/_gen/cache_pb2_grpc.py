@@ -63,7 +63,10 @@ class CentralCacheServicer:
 
     def SetSharedData(self, request_iterator, context):
         """Create the session's shared data at `header.update_level` (>= 1). ALREADY_EXISTS if the
-        session already has shared data. Nothing is stored unless the whole stream arrives.
+        session already has shared data. Nothing is stored unless the whole stream arrives. A
+        central cache given a queue-manager address stores data of open sessions only: NOT_FOUND
+        (naming header.session_id) for a session it does not know or knows as closed (also on
+        UpdateSharedData), UNAVAILABLE when the queue manager cannot be asked.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -252,6 +255,11 @@ class NodeCacheStub:
                 request_serializer=alpcrun_dot_v1_dot_cache__pb2.GetSharedDataRequest.SerializeToString,
                 response_deserializer=alpcrun_dot_v1_dot_cache__pb2.SharedDataChunk.FromString,
                 _registered_method=True)
+        self.GetSharedDataUnary = channel.unary_unary(
+                '/alpcrun.v1.NodeCache/GetSharedDataUnary',
+                request_serializer=alpcrun_dot_v1_dot_cache__pb2.GetSharedDataRequest.SerializeToString,
+                response_deserializer=alpcrun_dot_v1_dot_cache__pb2.SharedDataChunk.FromString,
+                _registered_method=True)
 
 
 class NodeCacheServicer:
@@ -266,11 +274,26 @@ class NodeCacheServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetSharedDataUnary(self, request, context):
+        """The fast path for values that fit one chunk (most hits): the whole level in one unary
+        reply, header and data, so a hit costs one unary round trip instead of a stream. A value
+        larger than the node agent's chunk size comes back as a chunk with the header only (no
+        data while header.size_bytes > 0): read it with GetSharedData. Errors as GetSharedData.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_NodeCacheServicer_to_server(servicer, server):
     rpc_method_handlers = {
             'GetSharedData': grpc.unary_stream_rpc_method_handler(
                     servicer.GetSharedData,
+                    request_deserializer=alpcrun_dot_v1_dot_cache__pb2.GetSharedDataRequest.FromString,
+                    response_serializer=alpcrun_dot_v1_dot_cache__pb2.SharedDataChunk.SerializeToString,
+            ),
+            'GetSharedDataUnary': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetSharedDataUnary,
                     request_deserializer=alpcrun_dot_v1_dot_cache__pb2.GetSharedDataRequest.FromString,
                     response_serializer=alpcrun_dot_v1_dot_cache__pb2.SharedDataChunk.SerializeToString,
             ),
@@ -302,6 +325,33 @@ class NodeCache:
             request,
             target,
             '/alpcrun.v1.NodeCache/GetSharedData',
+            alpcrun_dot_v1_dot_cache__pb2.GetSharedDataRequest.SerializeToString,
+            alpcrun_dot_v1_dot_cache__pb2.SharedDataChunk.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetSharedDataUnary(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/alpcrun.v1.NodeCache/GetSharedDataUnary',
             alpcrun_dot_v1_dot_cache__pb2.GetSharedDataRequest.SerializeToString,
             alpcrun_dot_v1_dot_cache__pb2.SharedDataChunk.FromString,
             options,

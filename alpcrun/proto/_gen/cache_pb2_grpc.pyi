@@ -41,7 +41,10 @@ class CentralCacheStub:
     def __new__(cls, channel: _aio.Channel) -> CentralCacheAsyncStub: ...
     SetSharedData: _grpc.StreamUnaryMultiCallable[_cache_pb2.SharedDataChunk, _cache_pb2.SharedDataAck]
     """Create the session's shared data at `header.update_level` (>= 1). ALREADY_EXISTS if the
-    session already has shared data. Nothing is stored unless the whole stream arrives.
+    session already has shared data. Nothing is stored unless the whole stream arrives. A
+    central cache given a queue-manager address stores data of open sessions only: NOT_FOUND
+    (naming header.session_id) for a session it does not know or knows as closed (also on
+    UpdateSharedData), UNAVAILABLE when the queue manager cannot be asked.
     """
     UpdateSharedData: _grpc.StreamUnaryMultiCallable[_cache_pb2.SharedDataChunk, _cache_pb2.SharedDataAck]
     """Store a new level, higher than every level the session has, with a fresh TTL. Older
@@ -60,7 +63,10 @@ class CentralCacheAsyncStub(CentralCacheStub):
     def __init__(self, channel: _aio.Channel) -> None: ...
     SetSharedData: _aio.StreamUnaryMultiCallable[_cache_pb2.SharedDataChunk, _cache_pb2.SharedDataAck]  # type: ignore[assignment]
     """Create the session's shared data at `header.update_level` (>= 1). ALREADY_EXISTS if the
-    session already has shared data. Nothing is stored unless the whole stream arrives.
+    session already has shared data. Nothing is stored unless the whole stream arrives. A
+    central cache given a queue-manager address stores data of open sessions only: NOT_FOUND
+    (naming header.session_id) for a session it does not know or knows as closed (also on
+    UpdateSharedData), UNAVAILABLE when the queue manager cannot be asked.
     """
     UpdateSharedData: _aio.StreamUnaryMultiCallable[_cache_pb2.SharedDataChunk, _cache_pb2.SharedDataAck]  # type: ignore[assignment]
     """Store a new level, higher than every level the session has, with a fresh TTL. Older
@@ -82,7 +88,10 @@ class CentralCacheServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_cache_pb2.SharedDataAck, _abc.Awaitable[_cache_pb2.SharedDataAck]]:
         """Create the session's shared data at `header.update_level` (>= 1). ALREADY_EXISTS if the
-        session already has shared data. Nothing is stored unless the whole stream arrives.
+        session already has shared data. Nothing is stored unless the whole stream arrives. A
+        central cache given a queue-manager address stores data of open sessions only: NOT_FOUND
+        (naming header.session_id) for a session it does not know or knows as closed (also on
+        UpdateSharedData), UNAVAILABLE when the queue manager cannot be asked.
         """
 
     @_abc_1.abstractmethod
@@ -125,6 +134,12 @@ class NodeCacheStub:
     def __new__(cls, channel: _aio.Channel) -> NodeCacheAsyncStub: ...
     GetSharedData: _grpc.UnaryStreamMultiCallable[_cache_pb2.GetSharedDataRequest, _cache_pb2.SharedDataChunk]
     """As CentralCache.GetSharedData. UNAVAILABLE if the central cache cannot be reached on a miss."""
+    GetSharedDataUnary: _grpc.UnaryUnaryMultiCallable[_cache_pb2.GetSharedDataRequest, _cache_pb2.SharedDataChunk]
+    """The fast path for values that fit one chunk (most hits): the whole level in one unary
+    reply, header and data, so a hit costs one unary round trip instead of a stream. A value
+    larger than the node agent's chunk size comes back as a chunk with the header only (no
+    data while header.size_bytes > 0): read it with GetSharedData. Errors as GetSharedData.
+    """
 
 @_typing.type_check_only
 class NodeCacheAsyncStub(NodeCacheStub):
@@ -135,6 +150,12 @@ class NodeCacheAsyncStub(NodeCacheStub):
     def __init__(self, channel: _aio.Channel) -> None: ...
     GetSharedData: _aio.UnaryStreamMultiCallable[_cache_pb2.GetSharedDataRequest, _cache_pb2.SharedDataChunk]  # type: ignore[assignment]
     """As CentralCache.GetSharedData. UNAVAILABLE if the central cache cannot be reached on a miss."""
+    GetSharedDataUnary: _aio.UnaryUnaryMultiCallable[_cache_pb2.GetSharedDataRequest, _cache_pb2.SharedDataChunk]  # type: ignore[assignment]
+    """The fast path for values that fit one chunk (most hits): the whole level in one unary
+    reply, header and data, so a hit costs one unary round trip instead of a stream. A value
+    larger than the node agent's chunk size comes back as a chunk with the header only (no
+    data while header.size_bytes > 0): read it with GetSharedData. Errors as GetSharedData.
+    """
 
 class NodeCacheServicer(metaclass=_abc_1.ABCMeta):
     """The node-local cache of the node agent (`alpcrun node-agent`, port 3337). Serves a level
@@ -148,5 +169,17 @@ class NodeCacheServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_abc.Iterator[_cache_pb2.SharedDataChunk], _abc.AsyncIterator[_cache_pb2.SharedDataChunk]]:
         """As CentralCache.GetSharedData. UNAVAILABLE if the central cache cannot be reached on a miss."""
+
+    @_abc_1.abstractmethod
+    def GetSharedDataUnary(
+        self,
+        request: _cache_pb2.GetSharedDataRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_cache_pb2.SharedDataChunk, _abc.Awaitable[_cache_pb2.SharedDataChunk]]:
+        """The fast path for values that fit one chunk (most hits): the whole level in one unary
+        reply, header and data, so a hit costs one unary round trip instead of a stream. A value
+        larger than the node agent's chunk size comes back as a chunk with the header only (no
+        data while header.size_bytes > 0): read it with GetSharedData. Errors as GetSharedData.
+        """
 
 def add_NodeCacheServicer_to_server(servicer: NodeCacheServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -58,6 +58,8 @@ app.kubernetes.io/component: {{ .component }}
 {{/*
 Environment every alpcrun process gets: API key, logging, TLS file paths.
 Call with (dict "root" $ "prefix" "ALPCRUNCH_QM_"): settings other than the API key are per process.
+Servers add "server" true: with tls.clientAuth they require client certificates.
+With TLS every process serves (servers) and dials (clients) TLS, presenting tls.crt.
 */}}
 {{- define "alpcrun.commonEnv" -}}
 {{- $v := .root.Values -}}
@@ -77,8 +79,14 @@ Call with (dict "root" $ "prefix" "ALPCRUNCH_QM_"): settings other than the API 
   value: /etc/alpcrun/tls/tls.crt
 - name: {{ .prefix }}TLS_KEY
   value: /etc/alpcrun/tls/tls.key
+{{- if not $v.tls.systemRoots }}
 - name: {{ .prefix }}CA_CERT
   value: /etc/alpcrun/tls/ca.crt
+{{- end }}
+{{- if and $v.tls.clientAuth .server }}
+- name: {{ .prefix }}TLS_CLIENT_AUTH
+  value: "true"
+{{- end }}
 {{- end }}
 {{- end -}}
 

@@ -39,8 +39,8 @@ typecheck: $(STAMP)
 protos: $(STAMP)                  ## regenerate alpcrun/proto/_gen from protos/
 	$(BIN)/python scripts/gen_protos.py
 
-bench: $(STAMP)                   ## throughput and latency benchmark
-	$(BIN)/python bench/throughput.py
+bench: $(STAMP)                   ## side-by-side benchmark suite (alpcrun, gRPC limit, peers)
+	$(BIN)/python -m bench
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

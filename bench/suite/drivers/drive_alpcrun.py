@@ -33,6 +33,7 @@ from workers_sdk import TaskContext, Worker
 SYSTEM = "alpcrun"
 WORKER_SPEC = "bench.suite.drivers.drive_alpcrun:BenchWorker"
 CLIENT_BATCH_TASKS: int = ClientSettings.model_fields["max_batch_tasks"].default
+W4_BATCH_TASKS = 100
 """The client's default batch size: what W1 ``batch`` uses (the gRPC baseline's batch1000)."""
 BIG_BATCH_TASKS = 4
 """Client batch size of W5 (4 x 1 MiB fills the default 4 MiB batch; the session window of
@@ -255,7 +256,9 @@ def run_workloads(config: Config, bench: Bench) -> None:
         session = bench.session("w3")
         common.repeat_window(config, "window", lambda s: bench.run(window_run(session, s)))
     if common.wants(config, "W4"):
-        session = bench.session("w4")
+        # Compute-bound tasks get batches of 0.1 s of work so both workers share the load evenly
+        # to the end (the 1,000-task default suits sub-millisecond tasks): docs/client.md.
+        session = bench.session("w4", batch_tasks=W4_BATCH_TASKS)
 
         def w4(n: int) -> Measurement:
             payloads = [_task(OP_BUSY, i) for i in range(n)]

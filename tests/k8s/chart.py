@@ -26,6 +26,7 @@ COMBINATIONS: dict[str, dict[str, Any]] = {
     "tls-cert-manager": {
         "tls": {"enabled": True, "certManager": {"enabled": True, "issuerRef": {"name": "ca"}}}
     },
+    "mutual-tls": {"tls": {"enabled": True, "existingSecret": "my-tls", "clientAuth": True}},
     "hpa-queue-depth": {
         "workerDefaults": {"autoscaling": {"enabled": True, "metric": "queueDepth"}},
     },

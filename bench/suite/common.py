@@ -232,3 +232,10 @@ def meta(system: str, versions: dict[str, str], **notes: Any) -> None:
 def wants(config: Config, workload: str) -> bool:
     """Whether the orchestrator asked for ``workload``."""
     return workload in config.workloads
+
+
+def with_efficiency(config: Config, m: Measurement) -> Measurement:
+    """W4: achieved rate over the ideal ``cores / BUSY_SECONDS``, as ``efficiency``."""
+    ideal = config.cores / BUSY_SECONDS
+    m.extra["efficiency"] = (m.tasks / m.seconds) / ideal if m.seconds > 0 else 0.0
+    return m

@@ -40,6 +40,11 @@ def digest(data: bytes) -> bytes:
     return hashlib.blake2b(data, digest_size=8).digest()
 
 
+def echoed(i: int) -> bytes:
+    """``echo(payload(i))``, built without reversing 1 MiB byte by byte."""
+    return b"\0" * (BIG % 8) + i.to_bytes(8, "little")[::-1] * (BIG // 8)
+
+
 def probe(shared: bytes, x: int) -> int:
     """W5b: read the shared object at a position that depends on ``x`` and return that byte.
 

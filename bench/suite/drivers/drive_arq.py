@@ -29,19 +29,15 @@ import asyncio
 import contextlib
 import dataclasses
 import os
-import subprocess
 import sys
-import time
-from collections import deque
-from collections.abc import Callable, Coroutine, Sequence
 from importlib.metadata import version
-from typing import Any, TypeVar
+from typing import Any
 
 from arq.connections import ArqRedis, RedisSettings, create_pool
 from arq.constants import result_key_prefix
 from arq.jobs import Job, ResultNotFound
 
-from bench.suite import common, tasks
+from bench.suite import common, peer
 from bench.suite.drivers.arq_tasks import READY_KEY
 from bench.suite.redis_server import (
     RedisServer,
@@ -63,60 +59,22 @@ MAX_CONNECTIONS = 64
 SUBMIT_WINDOW = 32
 """Most ``enqueue_job`` calls in flight in W1/W4 ``batch`` (below the pool size)."""
 STARTUP_TIMEOUT = 90.0
-ONE_TIMEOUT = 10.0
-"""Most seconds to wait for one W2/W3 result before the repetition is an error."""
-
-T = TypeVar("T")
 
 
-def deadline(n: int, per_task: float = 0.02) -> float:
-    """When collecting ``n`` results must be over (a hung peer becomes an error record).
-
-    N is sized for a few seconds per repetition, so this is generous, yet short enough that a
-    peer hung in every workload still ends within the orchestrator's time for a driver.
-    """
-    return time.monotonic() + 30.0 + n * per_task
-
-
-WORKERS: list[subprocess.Popen[bytes]] = []
-"""The worker processes started by this driver (checked while waiting for results)."""
-
-
-def remaining(until: float) -> float:
-    """Seconds left before ``until``; raises if time is up or a worker process has exited."""
-    for proc in WORKERS:
-        if proc.poll() is not None:
-            raise RuntimeError(f"worker process {proc.pid} exited with {proc.returncode}")
-    left = until - time.monotonic()
-    if left <= 0:
-        raise TimeoutError("results did not arrive in time")
-    return left
-
-
-def expected_echo(i: int) -> bytes:
-    """``tasks.echo(tasks.payload(i))``, built without reversing 1 MiB byte by byte."""
-    return b"\0" * (common.BIG % 8) + i.to_bytes(8, "little")[::-1] * (common.BIG // 8)
-
-
-class Bench:
+class Bench(peer.AsyncQueueBench):
     """The workloads, run against started workers through one ``ArqRedis`` pool."""
+
+    system = SYSTEM
+    submit_window = SUBMIT_WINDOW
 
     def __init__(
         self, config: common.Config, pool: ArqRedis, loop: asyncio.AbstractEventLoop
     ) -> None:
-        self.config = config
+        super().__init__(config, loop, "noop", "busy", "echo")
         self.pool = pool
-        self.loop = loop
 
-    def sync(self, make: Callable[[T], Coroutine[Any, Any, common.Measurement]]) -> Any:
-        """``repeat`` calls plain functions: run the coroutine on the driver's loop."""
-
-        def run(arg: T) -> common.Measurement:
-            measurement = self.loop.run_until_complete(make(arg))
-            self.loop.run_until_complete(self.forget())
-            return measurement
-
-        return run
+    def after_run(self) -> None:
+        self.loop.run_until_complete(self.forget())
 
     async def forget(self) -> None:
         """Delete every stored result (outside the timed part: W5 would fill memory)."""
@@ -124,8 +82,8 @@ class Bench:
         for start in range(0, len(keys), 1000):
             await self.pool.delete(*keys[start : start + 1000])
 
-    async def enqueue(self, function: str, arg: Any) -> Job:
-        job = await self.pool.enqueue_job(function, arg)
+    async def send(self, task: Any, arg: Any) -> Job:
+        job = await self.pool.enqueue_job(task, arg)
         if job is None:
             raise RuntimeError("enqueue_job returned None (duplicate job id)")
         return job
@@ -133,7 +91,7 @@ class Bench:
     async def failed(self, job: Job, expected: Any, until: float) -> int:
         """Wait for one result: 0 if it is ``expected``, 1 if it failed or is wrong."""
         while True:
-            timeout = remaining(until)
+            timeout = peer.remaining(until)
             try:
                 value = await job.result(timeout=timeout, poll_delay=RESULT_POLL)
             except ResultNotFound:  # the race right after a worker took the job
@@ -144,91 +102,6 @@ class Bench:
             except Exception:
                 return 1
             return int(value != expected)
-
-    async def collect(self, jobs: Sequence[Job], expect: Callable[[int], Any], until: float) -> int:
-        failures = 0
-        for i, job in enumerate(jobs):
-            failures += await self.failed(job, expect(i), until)
-        return failures
-
-    async def batch(self, function: str, n: int) -> common.Measurement:
-        until = deadline(n)
-        window = asyncio.Semaphore(SUBMIT_WINDOW)
-
-        async def send(i: int) -> Job:
-            async with window:
-                return await self.enqueue(function, i)
-
-        start = time.perf_counter()
-        jobs = await asyncio.gather(*(send(i) for i in range(n)))
-        submitted = time.perf_counter()
-        failures = await self.collect(jobs, lambda i: i, until)
-        end = time.perf_counter()
-        return common.Measurement(n, end - start, failures, submit_seconds=submitted - start)
-
-    async def per_call(self, n: int) -> common.Measurement:
-        until = deadline(n)
-        start = time.perf_counter()
-        jobs = [await self.enqueue("noop", i) for i in range(n)]
-        submitted = time.perf_counter()
-        failures = await self.collect(jobs, lambda i: i, until)
-        end = time.perf_counter()
-        return common.Measurement(n, end - start, failures, submit_seconds=submitted - start)
-
-    async def w2(self, n: int) -> common.Measurement:
-        latencies: list[float] = []
-        failures = 0
-        start = time.perf_counter()
-        for i in range(n):
-            t0 = time.perf_counter()
-            job = await self.enqueue("noop", i)
-            failures += await self.failed(job, i, time.monotonic() + ONE_TIMEOUT)
-            latencies.append(time.perf_counter() - t0)
-        return common.Measurement(n, time.perf_counter() - start, failures, latencies=latencies)
-
-    async def w3(self, seconds: float) -> common.Measurement:
-        latencies: list[float] = []
-        failures = 0
-        window: deque[tuple[int, float, Job]] = deque()
-        start = time.perf_counter()
-        stop_at = start + seconds
-        i = 0
-        while window or i == 0:
-            while len(window) < common.WINDOW and time.perf_counter() < stop_at:
-                window.append((i, time.perf_counter(), await self.enqueue("noop", i)))
-                i += 1
-            if not window:
-                break
-            k, t0, job = window.popleft()
-            failures += await self.failed(job, k, time.monotonic() + ONE_TIMEOUT)
-            latencies.append(time.perf_counter() - t0)
-        end = time.perf_counter()
-        return common.Measurement(len(latencies), end - start, failures, latencies=latencies)
-
-    async def w5_inline(self, n: int) -> common.Measurement:
-        until = deadline(n, per_task=0.2)
-        start = time.perf_counter()
-        jobs = [await self.enqueue("echo", tasks.payload(i)) for i in range(n)]
-        submitted = time.perf_counter()
-        failures = await self.collect(jobs, expected_echo, until)
-        end = time.perf_counter()
-        return common.Measurement(n, end - start, failures, submit_seconds=submitted - start)
-
-    def run(self) -> None:
-        config = self.config
-        if common.wants(config, "W1"):
-            common.repeat(config, "W1", "batch", self.sync(lambda n: self.batch("noop", n)))
-            common.repeat(config, "W1", "per_call", self.sync(self.per_call))
-        if common.wants(config, "W2"):
-            common.repeat(config, "W2", "closed_loop", self.sync(self.w2), warmup=100)
-        if common.wants(config, "W3"):
-            common.repeat_window(config, "window", self.sync(self.w3))
-        if common.wants(config, "W4"):
-            common.repeat(config, "W4", "batch", self.sync(lambda n: self.batch("busy", n)))
-        if common.wants(config, "W5"):
-            common.repeat(config, "W5", "inline", self.sync(self.w5_inline), warmup=20)
-        if common.wants(config, "W5b"):
-            common.skip("W5b", "shared", "arq has no shared-object facility")
 
 
 def start_workers(config: common.Config, env: dict[str, str]) -> list[Any]:
@@ -257,7 +130,7 @@ def main() -> int:
             "BENCH_ARQ_POLL_DELAY": str(WORKER_POLL),
         }
         workers = start_workers(config, env)
-        WORKERS.extend(workers)
+        peer.WORKERS.extend(workers)
         server.wait_members(READY_KEY, config.cores, workers, timeout=STARTUP_TIMEOUT)
         pool = loop.run_until_complete(open_pool(server.url))
         common.log(f"arq workers ready: {config.cores} processes on {server.url}")

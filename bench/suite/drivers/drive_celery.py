@@ -21,7 +21,6 @@ checked; results are deleted from Redis after each repetition, outside the timed
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
 import time
 from collections import deque
@@ -35,7 +34,7 @@ from celery import group
 from celery.exceptions import TimeoutError as CeleryTimeout
 from celery.result import AsyncResult
 
-from bench.suite import common, tasks
+from bench.suite import common, peer, tasks
 from bench.suite.redis_server import (
     RedisServer,
     exit_on_signals,
@@ -50,35 +49,6 @@ ACKS_LATE = False
 STARTUP_TIMEOUT = 90.0
 W2_TIMEOUT = 10.0
 """Most seconds to wait for one W2/W3 result before the repetition is an error."""
-
-
-def deadline(n: int, per_task: float = 0.02) -> float:
-    """When collecting ``n`` results must be over (a hung peer becomes an error record).
-
-    N is sized for a few seconds per repetition, so this is generous, yet short enough that a
-    peer hung in every workload still ends within the orchestrator's time for a driver.
-    """
-    return time.monotonic() + 30.0 + n * per_task
-
-
-WORKERS: list[subprocess.Popen[bytes]] = []
-"""The worker processes started by this driver (checked while waiting for results)."""
-
-
-def remaining(until: float) -> float:
-    """Seconds left before ``until``; raises if time is up or a worker process has exited."""
-    for proc in WORKERS:
-        if proc.poll() is not None:
-            raise RuntimeError(f"worker process {proc.pid} exited with {proc.returncode}")
-    left = until - time.monotonic()
-    if left <= 0:
-        raise TimeoutError("results did not arrive in time")
-    return left
-
-
-def expected_echo(i: int) -> bytes:
-    """``tasks.echo(tasks.payload(i))``, built without reversing 1 MiB byte by byte."""
-    return b"\0" * (common.BIG % 8) + i.to_bytes(8, "little")[::-1] * (common.BIG // 8)
 
 
 class Bench:
@@ -102,7 +72,7 @@ class Bench:
         """One ``get()`` per result, in order; returns the failures."""
         failures = 0
         for i, result in enumerate(results):
-            timeout = remaining(until)
+            timeout = peer.remaining(until)
             try:
                 value = result.get(timeout=timeout)
             except CeleryTimeout as exc:
@@ -114,12 +84,12 @@ class Bench:
         return failures
 
     def w1_batch(self, task: Any, n: int) -> common.Measurement:
-        until = deadline(n)
+        until = peer.deadline(n)
         start = time.perf_counter()
         res = group(task.s(i) for i in range(n)).apply_async()
         submitted = time.perf_counter()
         try:
-            values = res.join_native(timeout=remaining(until), propagate=False)
+            values = res.join_native(timeout=peer.remaining(until), propagate=False)
         except CeleryTimeout as exc:
             raise TimeoutError(f"group of {n} did not complete") from exc
         end = time.perf_counter()
@@ -128,7 +98,7 @@ class Bench:
         return common.Measurement(n, end - start, failures, submit_seconds=submitted - start)
 
     def w1_per_call(self, n: int) -> common.Measurement:
-        until = deadline(n)
+        until = peer.deadline(n)
         noop = self.ct.noop
         start = time.perf_counter()
         results = [noop.apply_async((i,)) for i in range(n)]
@@ -189,31 +159,28 @@ class Bench:
         return common.Measurement(len(done), end - start, failures, latencies=latencies)
 
     def w5_inline(self, n: int) -> common.Measurement:
-        until = deadline(n, per_task=0.2)
+        until = peer.deadline(n, per_task=0.2)
         echo = self.ct.echo
         start = time.perf_counter()
         results = [echo.apply_async((tasks.payload(i),)) for i in range(n)]
         submitted = time.perf_counter()
-        failures = self.collect(results, lambda i, v: v == expected_echo(i), until)
+        failures = self.collect(results, lambda i, v: v == tasks.echoed(i), until)
         end = time.perf_counter()
         self.forget(results)
         return common.Measurement(n, end - start, failures, submit_seconds=submitted - start)
 
     def run(self) -> None:
-        config, ct = self.config, self.ct
-        if common.wants(config, "W1"):
-            common.repeat(config, "W1", "batch", lambda n: self.w1_batch(ct.noop, n))
-            common.repeat(config, "W1", "per_call", self.w1_per_call)
-        if common.wants(config, "W2"):
-            common.repeat(config, "W2", "closed_loop", self.w2, warmup=100)
-        if common.wants(config, "W3"):
-            common.repeat_window(config, "window", self.w3)
-        if common.wants(config, "W4"):
-            common.repeat(config, "W4", "batch", lambda n: self.w1_batch(ct.busy, n))
-        if common.wants(config, "W5"):
-            common.repeat(config, "W5", "inline", self.w5_inline, warmup=20)
-        if common.wants(config, "W5b"):
-            common.skip("W5b", "shared", "Celery has no shared-object facility")
+        ct = self.ct
+        peer.run_queued(
+            self.config,
+            "Celery",
+            w1_batch=lambda n: self.w1_batch(ct.noop, n),
+            w1_per_call=self.w1_per_call,
+            w2=self.w2,
+            w3=self.w3,
+            w4=lambda n: self.w1_batch(ct.busy, n),
+            w5=self.w5_inline,
+        )
 
 
 def start_worker(config: common.Config, env: dict[str, str]) -> Any:
@@ -246,7 +213,7 @@ def main() -> int:
         from bench.suite.drivers import celery_tasks  # reads BENCH_* when imported
 
         worker = start_worker(config, env)
-        WORKERS.append(worker)
+        peer.WORKERS.append(worker)
         ready = config.cores + 1  # the pool children and the consumer
         server.wait_members(celery_tasks.READY_KEY, ready, [worker], timeout=STARTUP_TIMEOUT)
         common.log(f"celery worker ready: {config.cores} prefork children on {server.url}")

@@ -23,25 +23,18 @@ Batch API (W1 batch, W4, W5b): ``client.map`` then ``wait`` and one
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import os
 import random
-import signal
-import sys
 import time
 import warnings
 from collections.abc import Callable, Iterator
-from pathlib import Path
-from types import FrameType
 from typing import Any
 
 import dask
 import distributed
-import psutil
 from distributed import Client, LocalCluster, as_completed, wait
 
-from bench.suite import common, tasks
+from bench.suite import common, peer, tasks
 
 WAIT_SECONDS = 30.0
 """Longest wait for one task's result before the workload is declared hung."""
@@ -190,7 +183,7 @@ def run_workloads(config: common.Config, client: Client) -> None:
             config,
             "W4",
             "map",
-            lambda n: with_efficiency(
+            lambda n: common.with_efficiency(
                 config, batch(client, tasks.busy, [list(range(n))], identity, n)
             ),
         )
@@ -226,58 +219,10 @@ def identity(i: int) -> int:
     return i
 
 
-def with_efficiency(config: common.Config, m: common.Measurement) -> common.Measurement:
-    """W4: achieved rate over the ideal ``cores / BUSY_SECONDS``."""
-    ideal = config.cores / common.BUSY_SECONDS
-    m.extra["efficiency"] = (m.tasks / m.seconds) / ideal if m.seconds > 0 else 0.0
-    return m
-
-
-def worker_environment() -> None:
-    """Worker processes inherit this environment: the repository root on PYTHONPATH."""
-    root = str(Path(common.__file__).resolve().parents[2])
-    paths = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
-    if root not in paths:
-        os.environ["PYTHONPATH"] = os.pathsep.join([root, *paths])
-
-
-def reap(grace: float = 5.0) -> None:
-    """Stop what is left of the processes this driver started (a peer that did not shut down).
-
-    multiprocessing's resource tracker is left alone: it exits with this process.
-    """
-    left = [
-        p
-        for p in psutil.Process().children(recursive=True)
-        if "resource_tracker" not in " ".join(_cmdline(p))
-    ]
-    if not left:
-        return
-    common.log(f"{len(left)} processes left after shutdown: terminating them")
-    for p in left:
-        with contextlib.suppress(psutil.NoSuchProcess):
-            p.terminate()
-    _, alive = psutil.wait_procs(left, timeout=grace)
-    for p in alive:
-        with contextlib.suppress(psutil.NoSuchProcess):
-            p.kill()
-
-
-def _cmdline(p: Any) -> list[str]:
-    try:
-        return p.cmdline()
-    except Exception:  # gone, or not ours to read
-        return []
-
-
-def _interrupt(signum: int, frame: FrameType | None) -> None:
-    raise KeyboardInterrupt(f"signal {signum}")
-
-
 def main() -> int:
     config = common.parse_config()
-    signal.signal(signal.SIGTERM, _interrupt)
-    worker_environment()
+    peer.interrupt_on_sigterm()
+    peer.worker_environment()
     # 1 MiB arguments in W5 are the point of the workload, not a mistake to warn about.
     warnings.filterwarnings("ignore", message=".*[Ll]arge object.*")
     common.log(f"dask {distributed.__version__}: starting with {config.cores} workers")
@@ -312,13 +257,9 @@ def main() -> int:
     finally:
         cluster.close(timeout=CLOSE_SECONDS)
         common.log("dask: shut down")
-        reap()
+        peer.reap()
     return 0
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except KeyboardInterrupt as exc:  # SIGTERM or ^C: everything was stopped on the way out
-        common.log(f"interrupted ({exc})")
-        sys.exit(130)
+    peer.run(main)

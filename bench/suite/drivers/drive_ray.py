@@ -22,22 +22,17 @@ W5 keeps :data:`common.WINDOW` tasks in flight (1 MiB in and out each).
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import random
-import signal
-import sys
 import time
 from collections.abc import Callable
-from pathlib import Path
-from types import FrameType
 from typing import Any
 
 import ray
 from ray.exceptions import GetTimeoutError, RayError
 
-from bench.suite import common, tasks
+from bench.suite import common, peer, tasks
 
 WAIT_SECONDS = 30.0
 """Longest wait for one task's result before the workload is declared hung."""
@@ -222,7 +217,7 @@ def run_workloads(config: common.Config, fns: Remote) -> None:
             config,
             "W4",
             "map",
-            lambda n: with_efficiency(config, batch(fns.busy.remote, identity, n)),
+            lambda n: common.with_efficiency(config, batch(fns.busy.remote, identity, n)),
         )
     if common.wants(config, "W5"):
         payloads = Payloads()
@@ -249,61 +244,11 @@ def equal_to_index(i: int, result: Any) -> bool:
     return result == i
 
 
-def with_efficiency(config: common.Config, m: common.Measurement) -> common.Measurement:
-    """W4: achieved rate over the ideal ``cores / BUSY_SECONDS``."""
-    ideal = config.cores / common.BUSY_SECONDS
-    m.extra["efficiency"] = (m.tasks / m.seconds) / ideal if m.seconds > 0 else 0.0
-    return m
-
-
-def worker_environment() -> None:
-    """Workers inherit this environment: the repository root on PYTHONPATH, no usage reporting."""
-    root = str(Path(common.__file__).resolve().parents[2])
-    paths = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
-    if root not in paths:
-        os.environ["PYTHONPATH"] = os.pathsep.join([root, *paths])
-    os.environ["RAY_USAGE_STATS_ENABLED"] = "0"
-
-
-def reap(grace: float = 5.0) -> None:
-    """Stop what is left of the processes this driver started (a peer that did not shut down).
-
-    multiprocessing's resource tracker is left alone: it exits with this process.
-    """
-    import psutil  # Ray's own copy (ray/thirdparty_files), on sys.path once ray is imported
-
-    left = [
-        p
-        for p in psutil.Process().children(recursive=True)
-        if "resource_tracker" not in " ".join(_cmdline(p))
-    ]
-    if not left:
-        return
-    common.log(f"{len(left)} processes left after shutdown: terminating them")
-    for p in left:
-        with contextlib.suppress(psutil.NoSuchProcess):
-            p.terminate()
-    _, alive = psutil.wait_procs(left, timeout=grace)
-    for p in alive:
-        with contextlib.suppress(psutil.NoSuchProcess):
-            p.kill()
-
-
-def _cmdline(p: Any) -> list[str]:
-    try:
-        return p.cmdline()
-    except Exception:  # gone, or not ours to read
-        return []
-
-
-def _interrupt(signum: int, frame: FrameType | None) -> None:
-    raise KeyboardInterrupt(f"signal {signum}")
-
-
 def main() -> int:
     config = common.parse_config()
-    signal.signal(signal.SIGTERM, _interrupt)
-    worker_environment()
+    peer.interrupt_on_sigterm()
+    peer.worker_environment()
+    os.environ["RAY_USAGE_STATS_ENABLED"] = "0"  # workers inherit it: no usage reporting
     common.log(f"ray {ray.__version__}: starting with {config.cores} workers")
     ray.init(
         num_cpus=config.cores,
@@ -329,13 +274,9 @@ def main() -> int:
     finally:
         ray.shutdown()
         common.log("ray: shut down")
-        reap()
+        peer.reap()
     return 0
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except KeyboardInterrupt as exc:  # SIGTERM or ^C: everything was stopped on the way out
-        common.log(f"interrupted ({exc})")
-        sys.exit(130)
+    peer.run(main)

@@ -31,25 +31,20 @@ inside a batch cannot be counted one by one) and the next one runs on a new clie
 
 from __future__ import annotations
 
-import contextlib
 import itertools
 import os
 import queue
 import random
-import signal
 import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
 from importlib.metadata import version
-from pathlib import Path
-from types import FrameType
 from typing import Any
 
-import psutil
 from scaler import Client, SchedulerClusterCombo
 
-from bench.suite import common, tasks
+from bench.suite import common, peer, tasks
 
 WAIT_SECONDS = 30.0
 """Longest wait for one task's result before the workload is declared hung."""
@@ -288,7 +283,7 @@ def run_workloads(config: common.Config, session: Session) -> None:
 
         def w4(n: int) -> common.Measurement:
             xs = fresh.ints(n)
-            return with_efficiency(config, batch(session.client, tasks.busy, [xs], xs))
+            return common.with_efficiency(config, batch(session.client, tasks.busy, [xs], xs))
 
         common.repeat(config, "W4", "map", session.guard(w4))
     if common.wants(config, "W5"):
@@ -311,54 +306,6 @@ def run_workloads(config: common.Config, session: Session) -> None:
         common.repeat(config, "W5b", "shared", session.guard(w5b))
 
 
-def with_efficiency(config: common.Config, m: common.Measurement) -> common.Measurement:
-    """W4: achieved rate over the ideal ``cores / BUSY_SECONDS``."""
-    ideal = config.cores / common.BUSY_SECONDS
-    m.extra["efficiency"] = (m.tasks / m.seconds) / ideal if m.seconds > 0 else 0.0
-    return m
-
-
-def worker_environment() -> None:
-    """Worker processes inherit this environment: the repository root on PYTHONPATH."""
-    root = str(Path(common.__file__).resolve().parents[2])
-    paths = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
-    if root not in paths:
-        os.environ["PYTHONPATH"] = os.pathsep.join([root, *paths])
-
-
-def reap(grace: float = 5.0) -> None:
-    """Stop what is left of the processes this driver started (a peer that did not shut down).
-
-    multiprocessing's resource tracker is left alone: it exits with this process.
-    """
-    left = [
-        p
-        for p in psutil.Process().children(recursive=True)
-        if "resource_tracker" not in " ".join(_cmdline(p))
-    ]
-    if not left:
-        return
-    common.log(f"{len(left)} processes left after shutdown: terminating them")
-    for p in left:
-        with contextlib.suppress(psutil.NoSuchProcess):
-            p.terminate()
-    _, alive = psutil.wait_procs(left, timeout=grace)
-    for p in alive:
-        with contextlib.suppress(psutil.NoSuchProcess):
-            p.kill()
-
-
-def _cmdline(p: Any) -> list[str]:
-    try:
-        return p.cmdline()
-    except Exception:  # gone, or not ours to read
-        return []
-
-
-def _interrupt(signum: int, frame: FrameType | None) -> None:
-    raise KeyboardInterrupt(f"signal {signum}")
-
-
 def records_on_private_stdout() -> None:
     """Keep the records on the real stdout and give every process started later stderr as stdout.
 
@@ -373,8 +320,8 @@ def records_on_private_stdout() -> None:
 
 def main() -> int:
     config = common.parse_config()
-    signal.signal(signal.SIGTERM, _interrupt)
-    worker_environment()
+    peer.interrupt_on_sigterm()
+    peer.worker_environment()
     records_on_private_stdout()
     scaler_version = version("opengris-scaler")
     common.log(f"scaler {scaler_version}: starting with {config.cores} workers")
@@ -406,13 +353,9 @@ def main() -> int:
     finally:
         combo.shutdown()
         common.log("scaler: shut down")
-        reap()
+        peer.reap()
     return 0
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except KeyboardInterrupt as exc:  # SIGTERM or ^C: everything was stopped on the way out
-        common.log(f"interrupted ({exc})")
-        sys.exit(130)
+    peer.run(main)

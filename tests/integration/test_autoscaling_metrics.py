@@ -79,7 +79,8 @@ def referenced_metrics(docs: list[dict[str, Any]]) -> list[tuple[str, set[str]]]
     for hpa in find(docs, "HorizontalPodAutoscaler"):
         for m in hpa["spec"]["metrics"]:
             metric = m["external"]["metric"]
-            refs.append((metric["name"], set(metric.get("selector", {}).get("matchLabels", {}))))
+            selector = set(metric.get("selector", {}).get("matchLabels", {}))
+            refs.append((metric["name"], selector - TARGET_LABELS))
     for so in find(docs, "ScaledObject"):
         for trigger in so["spec"]["triggers"]:
             query = trigger["metadata"]["query"]

@@ -11,6 +11,7 @@ from tests.k8s.chart import CHART, COMBINATIONS, FULLNAME, env_of, find, helm, o
 
 pytestmark = pytest.mark.timeout(120)
 WORKERS = f"{FULLNAME}-worker-default"
+QM_SERVICE = f"{FULLNAME}-queue-manager"
 
 
 def _container(doc: dict[str, Any]) -> dict[str, Any]:
@@ -35,7 +36,11 @@ def test_hpa_targets_worker_deployment_with_workers_wanted(tmp_path: Path) -> No
     assert (spec["minReplicas"], spec["maxReplicas"]) == (1, 7)
     [metric] = spec["metrics"]
     assert metric["type"] == "External"
-    assert metric["external"]["metric"] == {"name": "alpcrun_workers_wanted"}
+    # Only this release's series: Prometheus labels them with the queue manager's Service.
+    assert metric["external"]["metric"] == {
+        "name": "alpcrun_workers_wanted",
+        "selector": {"matchLabels": {"service": QM_SERVICE}},
+    }
     assert metric["external"]["target"] == {"type": "AverageValue", "averageValue": "1"}
     assert spec["behavior"]["scaleDown"]["stabilizationWindowSeconds"] == 300
     # The HPA owns the replica count: the Deployment must not fight it on upgrades.
@@ -46,7 +51,7 @@ def test_hpa_on_queue_depth_per_replica(tmp_path: Path) -> None:
     """metric: queueDepth targets alpcrun_queue_depth at N queued tasks per replica."""
     docs = render(COMBINATIONS["hpa-queue-depth"], tmp_path)
     [metric] = one(docs, "HorizontalPodAutoscaler", WORKERS)["spec"]["metrics"]
-    assert metric["external"]["metric"] == {"name": "alpcrun_queue_depth"}
+    assert metric["external"]["metric"]["name"] == "alpcrun_queue_depth"
     assert metric["external"]["target"]["averageValue"] == "100"
 
 
@@ -56,7 +61,7 @@ def test_hpa_for_one_application(tmp_path: Path) -> None:
     [metric] = one(docs, "HorizontalPodAutoscaler", WORKERS)["spec"]["metrics"]
     assert metric["external"]["metric"] == {
         "name": "alpcrun_session_workers_wanted",
-        "selector": {"matchLabels": {"app_id": "pricing"}},
+        "selector": {"matchLabels": {"service": QM_SERVICE, "app_id": "pricing"}},
     }
 
 
@@ -68,7 +73,9 @@ def test_keda_scaled_object(tmp_path: Path) -> None:
     assert so["spec"]["scaleTargetRef"]["name"] == WORKERS
     [trigger] = so["spec"]["triggers"]
     assert trigger["type"] == "prometheus"
-    assert trigger["metadata"]["query"] == 'sum(alpcrun_workers_wanted{namespace="alpcrun"})'
+    assert trigger["metadata"]["query"] == (
+        f'sum(alpcrun_workers_wanted{{namespace="alpcrun",service="{QM_SERVICE}"}})'
+    )
     assert trigger["metadata"]["threshold"] == "1"
 
 
@@ -319,3 +326,15 @@ def test_container_args_parse_with_the_real_cli(combo: str, tmp_path: Path) -> N
         else:
             assert build_parser().parse_args(args).command == args[0]
     assert {"queue-manager", "central-cache", "node-agent", "worker"} <= commands
+
+
+def test_autoscaler_service_label_is_the_scraped_queue_manager_service(tmp_path: Path) -> None:
+    """The `service` label the HPA and KEDA select on is the one Prometheus gives the queue
+    manager's series: the name of the Service the ServiceMonitor scrapes on its metrics port."""
+    docs = render(COMBINATIONS["monitoring-and-policies"], tmp_path)
+    [monitor] = find(docs, "ServiceMonitor")
+    service = one(docs, "Service", QM_SERVICE)
+    labels = service["metadata"]["labels"]
+    assert monitor["spec"]["selector"]["matchLabels"].items() <= labels.items()
+    [endpoint] = monitor["spec"]["endpoints"]
+    assert endpoint["port"] in {p["name"] for p in service["spec"]["ports"]}

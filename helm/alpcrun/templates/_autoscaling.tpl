@@ -18,6 +18,8 @@ appId: {{ $as.appId | quote }}
 {{- $root := .root }}
 {{- $as := .pool.autoscaling }}
 {{- $m := include "alpcrun.scaleMetric" (dict "autoscaling" $as) | fromYaml }}
+{{- /* Series of this release only: Prometheus labels each with the Service it scraped. */}}
+{{- $service := printf "%s-queue-manager" (include "alpcrun.fullname" $root) }}
 {{- if eq $as.mode "hpa" }}
 ---
 apiVersion: autoscaling/v2
@@ -38,11 +40,12 @@ spec:
       external:
         metric:
           name: {{ $m.name }}
-          {{- if $m.appId }}
           selector:
             matchLabels:
+              service: {{ $service | quote }}
+              {{- if $m.appId }}
               app_id: {{ $m.appId | quote }}
-          {{- end }}
+              {{- end }}
         target:
           type: AverageValue
           averageValue: {{ $m.target | quote }}
@@ -77,9 +80,9 @@ spec:
       metadata:
         serverAddress: {{ $as.keda.prometheusAddress | quote }}
         {{- if $m.appId }}
-        query: {{ printf "sum(%s{namespace=%q,app_id=%q})" $m.name $root.Release.Namespace $m.appId | quote }}
+        query: {{ printf "sum(%s{namespace=%q,service=%q,app_id=%q})" $m.name $root.Release.Namespace $service $m.appId | quote }}
         {{- else }}
-        query: {{ printf "sum(%s{namespace=%q})" $m.name $root.Release.Namespace | quote }}
+        query: {{ printf "sum(%s{namespace=%q,service=%q})" $m.name $root.Release.Namespace $service | quote }}
         {{- end }}
         threshold: {{ $m.target | quote }}
         ignoreNullValues: "true"

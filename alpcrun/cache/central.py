@@ -7,7 +7,7 @@ stored only for sessions the queue manager reports open.
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterable, AsyncIterator
+from collections.abc import AsyncIterator
 from typing import Any
 
 import grpc.aio
@@ -50,14 +50,6 @@ def entry_chunks(
     return gen()
 
 
-async def _prepend(
-    first: SharedDataChunk, rest: AsyncIterator[SharedDataChunk]
-) -> AsyncIterator[SharedDataChunk]:
-    yield first
-    async for chunk in rest:
-        yield chunk
-
-
 class CentralCacheService(CentralCacheServicer):
     """Set/Update/Get/Delete of session shared data over a :class:`SharedDataStore`.
 
@@ -81,36 +73,24 @@ class CentralCacheService(CentralCacheServicer):
         self.bytes_sent = 0
         """Value bytes streamed to readers (node caches and SDK fallbacks)."""
 
-    async def _session_checked(
-        self, stream: AsyncIterable[SharedDataChunk]
-    ) -> AsyncIterable[SharedDataChunk]:
-        """The stream, once the session its header names is found open (raises if not)."""
-        if self.sessions is None:
-            return stream
-        chunks = aiter(stream)
-        first = await anext(chunks, None)
-        if first is None:
-            return stream  # empty: join() reports the missing header
-        if first.HasField("header") and first.header.session_id:
-            await self.sessions.check(first.header.session_id)
-        return _prepend(first, chunks)
-
     async def _store(
         self, stream: AsyncIterator[SharedDataChunk], context: Context, *, update: bool
     ) -> SharedDataAck:
         reserved = 0
 
-        def check(header: SharedDataHeader) -> None:
+        async def check(header: SharedDataHeader) -> None:
             nonlocal reserved
             if not self.accepting:
                 raise Unavailable("the central cache is shutting down")
+            if self.sessions is not None and header.session_id:
+                await self.sessions.check(header.session_id)  # before any byte is reserved
             self.store.check_store(header.session_id, header.update_level, update=update)
             self.store.ttl_seconds(header.ttl_ms)
             self.store.reserve(header.size_bytes)
             reserved = header.size_bytes
 
         try:
-            header, value = await join(await self._session_checked(stream), check)
+            header, value = await join(stream, check)
             ttl_s = self.store.ttl_seconds(header.ttl_ms)
             entry = self.store.store(
                 header.session_id, header.update_level, value, ttl_s, update=update

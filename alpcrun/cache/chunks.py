@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterable, Callable, Iterator
+import inspect
+from collections.abc import AsyncIterable, Awaitable, Callable, Iterator
 
 from alpcrun.errors import InvalidArgument
 from alpcrun.proto import SharedDataChunk, SharedDataHeader
 
 DEFAULT_CHUNK_BYTES = 1 << 20
 """Data bytes per chunk: far below any gRPC message limit, large enough to amortise a message."""
+
+HeaderCheck = Callable[[SharedDataHeader], Awaitable[None] | None]
+"""Sees a stream's header before any data is accepted; raises to refuse. May be a coroutine."""
 
 
 def split(
@@ -23,7 +27,7 @@ def split(
 
 async def join(
     stream: AsyncIterable[SharedDataChunk],
-    check_header: Callable[[SharedDataHeader], None],
+    check_header: HeaderCheck,
 ) -> tuple[SharedDataHeader, bytes]:
     """Read a whole chunk stream; returns (header, value). See :func:`collect`."""
     header, parts = await collect(stream, check_header)
@@ -32,14 +36,15 @@ async def join(
 
 async def collect(
     stream: AsyncIterable[SharedDataChunk],
-    check_header: Callable[[SharedDataHeader], None],
+    check_header: HeaderCheck,
 ) -> tuple[SharedDataHeader, list[bytes]]:
     """Read a whole chunk stream; returns (header, the chunks' data in order).
 
-    ``check_header`` sees the header before any data is accepted (it bounds the size, or
-    reserves room for it, and raises to refuse). Raises :class:`InvalidArgument` when the
-    first chunk has no header, a later one has one, or the data does not add up to
-    ``header.size_bytes`` (more, or fewer when the stream ends).
+    ``check_header`` (a function or a coroutine function) sees the header before any data is
+    accepted: it bounds the size, or reserves room for it, asks whether the session may store,
+    and raises to refuse. Raises :class:`InvalidArgument` when the first chunk has no header,
+    a later one has one, or the data does not add up to ``header.size_bytes`` (more, or fewer
+    when the stream ends).
     """
     parts: list[bytes] = []
     header: SharedDataHeader | None = None
@@ -49,7 +54,9 @@ async def collect(
             if not chunk.HasField("header"):
                 raise InvalidArgument("the first chunk must carry the header", field="header")
             header = chunk.header
-            check_header(header)
+            checked = check_header(header)
+            if inspect.isawaitable(checked):
+                await checked
         elif chunk.HasField("header"):
             raise InvalidArgument("only the first chunk may carry a header", field="header")
         got += len(chunk.data)

@@ -172,16 +172,14 @@ class CentralCacheServer(_Server):
             max_ttl_s=settings.max_ttl,
         )
         self.store = SharedDataStore(limits=limits, clock=self.clock)
-        self._qm_lookup: QueueManagerLookup | None = None
+        self._qm_channel: grpc.aio.Channel | None = None
         self.open_sessions: OpenSessions | None = None
         """With a queue manager: the sessions uploads are accepted for (see docs)."""
         if settings.queue_manager:
-            qm = settings.queue_manager
-            self._qm_lookup = QueueManagerLookup(
-                lambda: open_channel(qm, tls=self.client_tls), api_key=self.api_key
-            )
             self.open_sessions = OpenSessions(
-                self._qm_lookup, clock=self.clock, remember_s=settings.session_poll_interval
+                QueueManagerLookup(self._queue_manager, api_key=self.api_key),
+                clock=self.clock,
+                remember_s=settings.session_poll_interval,
             )
         self.service = CentralCacheService(
             self.store, chunk_bytes=settings.chunk_bytes, sessions=self.open_sessions
@@ -208,15 +206,20 @@ class CentralCacheServer(_Server):
         if dropped := self.store.sweep():
             log.debug("sweeper dropped %d expired levels", dropped)
 
+    def _queue_manager(self) -> grpc.aio.Channel:
+        """The one channel to the queue manager: opened on first use, closed by :meth:`stop`."""
+        if self._qm_channel is None:
+            address = self.central_settings.queue_manager
+            assert address is not None
+            self._qm_channel = open_channel(address, tls=self.client_tls)
+        return self._qm_channel
+
     async def drop_closed_sessions(self) -> int:
         """Delete the shared data of sessions the queue manager reports closed."""
-        s = self.central_settings
-        assert s.queue_manager is not None
         metadata = ((MD_API_KEY, self.api_key),) if self.api_key else ()
-        async with open_channel(s.queue_manager, tls=self.client_tls) as channel:
-            reply = await AdminStub(channel).ListSessions(
-                ListSessionsRequest(include_closed=True), metadata=metadata, timeout=10
-            )
+        reply = await AdminStub(self._queue_manager()).ListSessions(
+            ListSessionsRequest(include_closed=True), metadata=metadata, timeout=10
+        )
         held = set(self.store.sessions())
         dropped = 0
         for info in reply.sessions:
@@ -234,8 +237,9 @@ class CentralCacheServer(_Server):
         """Refuse new uploads, then stop."""
         self.service.accepting = False
         await super().stop(grace)
-        if self._qm_lookup is not None:
-            await self._qm_lookup.aclose()
+        if self._qm_channel is not None:
+            await self._qm_channel.close(None)
+            self._qm_channel = None
 
 
 class NodeAgent(_Server):

@@ -126,30 +126,26 @@ class QueueManagerLookup:
     """A :data:`SessionLookup` over the queue manager's ``Queue/GetSession``.
 
     Args:
-        connect: Opens the channel to the queue manager (called on first use; the channel is
-            kept and closed by :meth:`aclose`).
+        channel: Returns the channel to the queue manager (its owner opens and closes it).
         api_key: Sent as ``api_key`` metadata.
         timeout_s: Longest one question may take.
     """
 
     def __init__(
         self,
-        connect: Callable[[], grpc.aio.Channel],
+        channel: Callable[[], grpc.aio.Channel],
         *,
         api_key: str | None,
         timeout_s: float = 5.0,
     ) -> None:
-        self._connect = connect
+        self._channel = channel
         self._metadata = ((MD_API_KEY, api_key),) if api_key else ()
         self.timeout_s = timeout_s
-        self._channel: grpc.aio.Channel | None = None
 
     async def __call__(self, session_id: str) -> bool:
         """True if the session is open, False if closed; SessionNotFound if unknown."""
-        if self._channel is None:
-            self._channel = self._connect()
         try:  # asked once per session and remember_s: a stub per question costs nothing
-            session = await QueueStub(self._channel).GetSession(
+            session = await QueueStub(self._channel()).GetSession(
                 GetSessionRequest(session_id=session_id),
                 metadata=self._metadata,
                 timeout=self.timeout_s,
@@ -157,9 +153,3 @@ class QueueManagerLookup:
         except grpc.RpcError as exc:
             raise from_rpc_error(exc) from None
         return bool(session.state != SessionState.SESSION_STATE_CLOSED)
-
-    async def aclose(self) -> None:
-        """Close the channel, if one was opened."""
-        if self._channel is not None:
-            await self._channel.close(None)
-        self._channel = None

@@ -44,7 +44,7 @@ def channel_options(max_message_bytes: int = MAX_MESSAGE_BYTES) -> Options:
 
 def insecure_channel(address: str, max_message_bytes: int = MAX_MESSAGE_BYTES) -> grpc.aio.Channel:
     """Open a plaintext grpc.aio channel to ``address`` with alpcrun's options."""
-    return grpc.aio.insecure_channel(address, options=channel_options(max_message_bytes))
+    return open_channel(address, max_message_bytes=max_message_bytes)
 
 
 def channel_credentials(tls: ClientTls) -> grpc.ChannelCredentials:

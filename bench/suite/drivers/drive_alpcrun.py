@@ -11,13 +11,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
-import signal
 import sys
 import tempfile
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
-from types import FrameType
 from typing import Any, TypeVar
 
 import grpc
@@ -25,7 +23,7 @@ import grpc
 import alpcrun
 from alpcrun.client import AsyncClient, AsyncSession
 from alpcrun.config import ClientSettings
-from bench.suite import common, tasks
+from bench.suite import common, peer, tasks
 from bench.suite.common import BIG, SMALL, WINDOW, Config, Measurement
 from bench.throughput import READY_TIMEOUT_S, Grid, _free_port
 from workers_sdk import TaskContext, Worker
@@ -328,14 +326,10 @@ def w5b(config: Config, bench: Bench) -> None:
     common.repeat(config, "W5b", "shared", run)
 
 
-def _interrupt(signum: int, frame: FrameType | None) -> None:
-    raise KeyboardInterrupt(f"signal {signum}")
-
-
 def main() -> int:
     """Start the grid, run the workloads, stop everything."""
     config = common.parse_config()
-    signal.signal(signal.SIGTERM, _interrupt)
+    peer.interrupt_on_sigterm()
     common.meta(
         SYSTEM,
         {"alpcrun": alpcrun.__version__, "grpcio": grpc.__version__},

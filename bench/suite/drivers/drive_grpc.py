@@ -17,14 +17,13 @@ import subprocess
 import sys
 import time
 from collections.abc import AsyncIterator, Iterator
-from types import FrameType
 
 import grpc
 import grpc.aio
 from google.protobuf import __version__ as protobuf_version
 
 from alpcrun.proto import Batch, Task
-from bench.suite import common
+from bench.suite import common, peer
 from bench.suite.common import Config, Measurement
 from bench.throughput import _die_with_parent, _free_port
 
@@ -196,10 +195,6 @@ def run_workloads(config: Config, client: Client, runner: asyncio.Runner) -> Non
             common.skip(workload, "-", "not measured for the transport baseline")
 
 
-def _interrupt(signum: int, frame: FrameType | None) -> None:
-    raise KeyboardInterrupt(f"signal {signum}")
-
-
 def main() -> int:
     """Driver mode (``--config``) or server mode (``--serve PORT``)."""
     parser = argparse.ArgumentParser()
@@ -210,7 +205,7 @@ def main() -> int:
         asyncio.run(serve(args.serve))
         return 0
     config = Config.from_json(args.config)
-    signal.signal(signal.SIGTERM, _interrupt)
+    peer.interrupt_on_sigterm()
     common.meta(
         SYSTEM,
         {"grpcio": grpc.__version__, "protobuf": protobuf_version},

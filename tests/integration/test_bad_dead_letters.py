@@ -7,36 +7,19 @@ status and the server must keep serving with nothing leaked.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import grpc
 import pytest
 
 from alpcrun import proto
-from alpcrun.testing import running_queue_manager
 
-from .checks import MD, ErrorLog, Grid, eventually, qm_settings, with_session
+from .checks import MD, Grid, eventually, with_session
 from .wire import ManualWorker, call, echo, method, start
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("no_error_logs")]
 Code = grpc.StatusCode
 CSR = proto.ClientStreamRequest
-
-
-@pytest.fixture(autouse=True)
-def no_error_logs() -> Iterator[None]:
-    """No servicer exception and no task exception nobody retrieved, whatever the statuses."""
-    with ErrorLog.installed() as log:
-        yield
-    assert not log.records, log.describe()
-
-
-@pytest.fixture
-async def grid() -> AsyncIterator[Grid]:
-    async with running_queue_manager(**qm_settings()) as qm:
-        async with grpc.aio.insecure_channel(qm.address) as channel:
-            yield Grid(channel, MD)
 
 
 # ---------------------------------------------------------------------- bounds

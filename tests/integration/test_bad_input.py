@@ -11,7 +11,6 @@ still makes a round trip. Cut connections, shutdown and size limits are in
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import grpc
@@ -24,7 +23,6 @@ from alpcrun.testing import running_queue_manager
 from .checks import (
     MD,
     UNKNOWN,
-    ErrorLog,
     Grid,
     bound_worker,
     eventually,
@@ -36,28 +34,13 @@ from .checks import (
 from .sim import Ledger, RawClient, SimWorker
 from .wire import METHODS, ManualWorker, call, echo, method
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("no_error_logs")]
 GARBAGE = {
     "truncated varint": b"\x08\xff\xff\xff",
     "length past the end": b"\x0a\x05ab",
 }
 Code = grpc.StatusCode
 CSR = proto.ClientStreamRequest
-
-
-@pytest.fixture(autouse=True)
-def no_error_logs() -> Iterator[None]:
-    """No servicer exception and no task exception nobody retrieved, whatever the statuses."""
-    with ErrorLog.installed() as log:
-        yield
-    assert not log.records, log.describe()
-
-
-@pytest.fixture
-async def grid() -> AsyncIterator[Grid]:
-    async with running_queue_manager(**qm_settings()) as qm:
-        async with grpc.aio.insecure_channel(qm.address) as channel:
-            yield Grid(channel, MD)
 
 
 # ---------------------------------------------------------------------- auth and unknown ids

@@ -9,7 +9,7 @@ client) within the message limit rather than let it fail every stream after it.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from typing import Any
 
 import grpc
@@ -28,7 +28,6 @@ from .checks import (
     LIMIT,
     MD,
     UNKNOWN,
-    ErrorLog,
     Grid,
     bound_worker,
     eventually,
@@ -39,17 +38,9 @@ from .checks import (
 )
 from .wire import ManualWorker, RawHttp2, call, echo, finish, grpc_message, method, path, start
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("no_error_logs")]
 Code = grpc.StatusCode
 CSR = proto.ClientStreamRequest
-
-
-@pytest.fixture(autouse=True)
-def no_error_logs() -> Iterator[None]:
-    """No servicer exception and no task exception nobody retrieved, whatever the statuses."""
-    with ErrorLog.installed() as log:
-        yield
-    assert not log.records, log.describe()
 
 
 @pytest.fixture

@@ -48,7 +48,8 @@ def test_quick_run_end_to_end(tmp_path: Path) -> None:
         timeout=220,
         check=False,
     )
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    logs = "".join(f"\n--- {f.name}\n{f.read_text()[-3000:]}" for f in tmp_path.glob("logs/*"))
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:] + logs
     data = json.loads((tmp_path / "latest.json").read_text())
     dated = list(tmp_path.glob("20*-*.json"))
     assert len(dated) == 1

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
+import socket
 import sys
 import tempfile
 import time
@@ -25,7 +26,7 @@ from alpcrun.client import AsyncClient, AsyncSession
 from alpcrun.config import ClientSettings
 from bench.suite import common, peer, tasks
 from bench.suite.common import BIG, SMALL, WINDOW, Config, Measurement
-from bench.throughput import READY_TIMEOUT_S, Grid, _free_port
+from bench.throughput import READY_TIMEOUT_S, Grid
 from workers_sdk import TaskContext, Worker
 
 SYSTEM = "alpcrun"
@@ -71,13 +72,25 @@ def _int(x: int) -> bytes:
     return x.to_bytes(8, "little")
 
 
+def _free_ports(n: int) -> list[int]:
+    """``n`` distinct free loopback ports (each socket is held until all are bound)."""
+    with contextlib.ExitStack() as stack:
+        sockets = [stack.enter_context(socket.socket()) for _ in range(n)]
+        for sock in sockets:
+            sock.bind(("127.0.0.1", 0))
+        return [sock.getsockname()[1] for sock in sockets]
+
+
 class SuiteGrid(Grid):
     """:class:`Grid` with a central cache and a node agent, and :class:`BenchWorker` workers."""
 
     def __init__(self, workers: int, log_dir: Path) -> None:
         super().__init__(workers, None, log_dir)
-        self.cache_address = f"127.0.0.1:{_free_port()}"
-        self.agent_address = f"127.0.0.1:{_free_port()}"
+        # Three ports picked together, so no two of them can be the same one.
+        self.port, cache_port, agent_port = _free_ports(3)
+        self.address = f"127.0.0.1:{self.port}"
+        self.cache_address = f"127.0.0.1:{cache_port}"
+        self.agent_address = f"127.0.0.1:{agent_port}"
 
     def _server_args(self, command: str, address: str) -> list[str]:
         port = address.rsplit(":", 1)[1]

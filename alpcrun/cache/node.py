@@ -75,12 +75,23 @@ class NodeCache:
 
     async def get(self, session_id: str, level: int) -> NodeEntry:
         """The entry for (session, level): from the LRU, or fetched once from the central cache."""
-        if level < 1:
-            raise InvalidArgument("update_level must be at least 1", field="update_level")
-        key = (session_id, level)
-        entry = self.lru.get(key)
+        entry = self.cached(session_id, level)
         if entry is not None:
             return entry
+        return await self.fetch(session_id, level)
+
+    def cached(self, session_id: str, level: int) -> NodeEntry | None:
+        """The entry if this node holds it (a hit), else None (a miss: :meth:`fetch` it).
+
+        Synchronous, so a hit costs no coroutine.
+        """
+        if level < 1:
+            raise InvalidArgument("update_level must be at least 1", field="update_level")
+        return self.lru.get((session_id, level))
+
+    async def fetch(self, session_id: str, level: int) -> NodeEntry:
+        """Fetch (session, level) from the central cache, one fetch for concurrent callers."""
+        key = (session_id, level)
         return await self._flight.do(key, lambda: self._fetch(key))
 
     async def _fetch(self, key: CacheKey) -> NodeEntry:
@@ -134,7 +145,9 @@ class NodeCacheService(NodeCacheServicer):
     ) -> SharedDataChunk:
         """(session, level) in one reply when it fits one chunk; else the header alone."""
         try:
-            entry = await self.cache.get(request.session_id, request.update_level)
+            entry = self.cache.cached(request.session_id, request.update_level)
+            if entry is None:
+                entry = await self.cache.fetch(request.session_id, request.update_level)
         except AlpcrunError as exc:
             await abort_with(context, exc)
         header = self._header(request, entry)

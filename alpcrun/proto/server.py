@@ -9,7 +9,7 @@ from __future__ import annotations
 import inspect
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, TypeAlias
+from typing import Any, NoReturn, TypeAlias
 
 import grpc
 import grpc.aio
@@ -59,7 +59,11 @@ async def _decode(deserialize: Callable[[bytes], Any], raw: bytes, context: Cont
     try:
         return deserialize(raw)
     except DecodeError as exc:
-        await abort_with(context, InvalidArgument(f"the request does not decode: {exc}"))
+        await _refuse(context, exc)
+
+
+async def _refuse(context: Context, exc: DecodeError) -> NoReturn:
+    await abort_with(context, InvalidArgument(f"the request does not decode: {exc}"))
 
 
 def guard_decoding(handler: Handler) -> Handler:
@@ -78,7 +82,11 @@ def guard_decoding(handler: Handler) -> Handler:
         unary: Any = handler.unary_unary
 
         async def unary_unary(raw: bytes, context: Context) -> Any:
-            return await unary(await _decode(deserialize, raw, context), context)
+            try:  # inline rather than _decode: one coroutine less on every unary call
+                request = deserialize(raw)
+            except DecodeError as exc:
+                await _refuse(context, exc)
+            return await unary(request, context)
 
         return grpc.unary_unary_rpc_method_handler(unary_unary, None, serialize)
     streaming: Any = handler.unary_stream
@@ -96,8 +104,32 @@ def guard_decoding(handler: Handler) -> Handler:
     return grpc.unary_stream_rpc_method_handler(write, None, serialize)
 
 
+class GuardedHandlers:
+    """:func:`guard_decoding` of each method handler, made once per method and reused.
+
+    Keyed by method name and checked by identity, so a handler registered anew is guarded
+    anew. Only methods the server has a handler for are kept, so its size is bounded by the
+    services registered, whatever method names arrive.
+    """
+
+    def __init__(self) -> None:
+        self._guarded: dict[str, tuple[Handler, Handler]] = {}
+
+    def get(self, method: str, handler: Handler) -> Handler:
+        """The guarded twin of ``handler``, the handler of ``method``."""
+        known = self._guarded.get(method)
+        if known is not None and known[0] is handler:
+            return known[1]
+        guarded = guard_decoding(handler)
+        self._guarded[method] = (handler, guarded)
+        return guarded
+
+
 class DecodeGuardInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]  # not generic at runtime
     """Applies :func:`guard_decoding` to every method of a server."""
+
+    def __init__(self) -> None:
+        self._guarded = GuardedHandlers()
 
     async def intercept_service(
         self,
@@ -106,7 +138,9 @@ class DecodeGuardInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-a
     ) -> Handler:
         """Return the method's handler, guarded."""
         handler = await continuation(handler_call_details)
-        return handler if handler is None else guard_decoding(handler)
+        if handler is None:
+            return handler
+        return self._guarded.get(handler_call_details.method or "", handler)
 
 
 def server_credentials(tls: ServerTls) -> grpc.ServerCredentials:

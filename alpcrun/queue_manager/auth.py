@@ -11,7 +11,7 @@ import grpc.aio
 from pydantic import SecretStr
 
 from alpcrun.constants import MD_API_KEY
-from alpcrun.proto.server import DecodeGuardInterceptor, guard_decoding
+from alpcrun.proto.server import DecodeGuardInterceptor, GuardedHandlers
 
 _OPEN_PREFIXES = ("/grpc.health.v1.Health/", "/grpc.reflection.")
 
@@ -44,6 +44,7 @@ class ApiKeyInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]  
         if not api_keys:
             raise ValueError("at least one API key is required")
         self._keys = [k.encode() for k in api_keys]
+        self._guarded = GuardedHandlers()
 
     def _accepts(self, key: str | bytes) -> bool:
         candidate = key.encode() if isinstance(key, str) else key
@@ -65,7 +66,7 @@ class ApiKeyInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]  
         if handler is None:
             return handler
         if method.startswith(_OPEN_PREFIXES):
-            return guard_decoding(handler)
+            return self._guarded.get(method, handler)
         key = None
         for item in handler_call_details.invocation_metadata or ():
             if item[0] == MD_API_KEY:
@@ -77,7 +78,7 @@ class ApiKeyInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]  
             )
         if not self._accepts(key):
             return _abort_handler(handler, grpc.StatusCode.PERMISSION_DENIED, "invalid api_key")
-        return guard_decoding(handler)
+        return self._guarded.get(method, handler)
 
 
 def server_interceptors(api_key: SecretStr | None, *, auth_disabled: bool) -> list[Any]:

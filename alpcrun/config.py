@@ -30,6 +30,7 @@ from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from alpcrun import constants
+from alpcrun.affinity import format_cpus, parse_cpu_list
 from alpcrun.errors import ConfigError
 
 _DURATION_RE = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|ms|s|m|h)")
@@ -90,6 +91,18 @@ def parse_bytes(value: object) -> int:
 
 Bytes = Annotated[int, BeforeValidator(parse_bytes)]
 """A size in bytes that also accepts strings like ``"1GB"`` (K/M/G/T are powers of 1024)."""
+
+
+def _cpu_list(value: object) -> str:
+    if isinstance(value, int) and not isinstance(value, bool):
+        value = str(value)
+    if not isinstance(value, str):
+        raise ValueError("a CPU list must be a string like '3' or '0-3,6'")
+    return format_cpus(parse_cpu_list(value))
+
+
+CpuList = Annotated[str, BeforeValidator(_cpu_list)]
+"""CPUs in cpuset syntax (``"3"``, ``"0-3,6"``), kept in canonical form."""
 
 LogLevel = Literal["debug", "info", "warning", "error"]
 
@@ -192,7 +205,15 @@ class _TlsClient(_Tls):
     address (e.g. when a node agent is dialled by IP)."""
 
 
-class QueueManagerSettings(_Tls):
+class _Server(_Base):
+    """Settings every server process has."""
+
+    cpu_affinity: CpuList | None = None
+    """Run every thread of the process on these CPUs (cpuset syntax, e.g. ``"3"``); unset:
+    any CPU. See :mod:`alpcrun.affinity`."""
+
+
+class QueueManagerSettings(_Tls, _Server):
     """Settings of ``alpcrun queue-manager`` (env prefix ``ALPCRUNCH_QM_``)."""
 
     model_config = SettingsConfigDict(env_prefix="ALPCRUNCH_QM_")
@@ -298,7 +319,7 @@ class ClientSettings(_TlsClient):
     """Central cache address for ``session.set_shared_data``."""
 
 
-class _CacheServer(_TlsClient):
+class _CacheServer(_TlsClient, _Server):
     """Settings every shared-data server has."""
 
     host: str = "0.0.0.0"

@@ -10,6 +10,8 @@
    the worker SDK's ``SharedDataClient``, for 1 KiB and 1 MiB values: p50, p99, over loopback
    TCP and over the node agent's Unix socket. For scale, the same figures for the standard
    gRPC health ``Check`` (a bare unary call to the same process, no auth) are reported too.
+   Two placements: the node agent on any CPU, then (with two CPUs or more) the node agent
+   pinned to one CPU with ``cpu_affinity`` and this process, the reader, on the others.
 2. **Fan-out**: N concurrent readers on one node ask the node agent for the same value that
    is not cached yet; reported: central fetches, bytes the central cache sent (one copy per
    node expected) against the N copies it would send without a node cache.
@@ -22,6 +24,7 @@ import asyncio
 import contextlib
 import json
 import multiprocessing
+import os
 import platform
 import statistics
 import sys
@@ -36,6 +39,7 @@ if str(REPO_ROOT) not in sys.path:
 
 from grpc_health.v1 import health_pb2, health_pb2_grpc  # noqa: E402
 
+from alpcrun.affinity import apply_setting, format_cpus, pin_process  # noqa: E402
 from alpcrun.cache.client import SharedDataClient  # noqa: E402
 from alpcrun.errors import SharedDataExists  # noqa: E402
 from alpcrun.proto.channel import insecure_channel  # noqa: E402
@@ -45,7 +49,10 @@ KEY = "bench-key"
 KIB, MIB = 1 << 10, 1 << 20
 
 
-def _serve(conn: Any) -> None:
+def _serve(conn: Any, cpu: int | None) -> None:
+    if cpu is not None:  # what `alpcrun node-agent --cpu-affinity CPU` does
+        apply_setting(str(cpu), env_prefix="ALPCRUNCH_NODE_")
+
     async def main() -> None:
         with tempfile.TemporaryDirectory() as tmp:
             sock = f"{tmp}/node.sock"
@@ -139,14 +146,28 @@ async def fan_out(readers: int, size: int) -> dict[str, Any]:
         }
 
 
-def run(*, samples: int, readers: int, fan_bytes: int) -> dict[str, Any]:
-    """Run both parts; returns the figures."""
+def _unpin(cpus: frozenset[int]) -> None:
+    """Let every thread of this process run on ``cpus`` again."""
+    for tid in os.listdir("/proc/self/task"):
+        with contextlib.suppress(ProcessLookupError):
+            os.sched_setaffinity(int(tid), cpus)
+
+
+def latencies(samples: int, node_cpu: int | None = None) -> dict[str, Any]:
+    """Hit and health-check latencies against a node agent in a child process.
+
+    ``node_cpu``: pin the node agent (and its central cache) to that CPU and this process to
+    the others while measuring; None: both may run anywhere.
+    """
+    allowed = frozenset(os.sched_getaffinity(0))
     parent, child = multiprocessing.Pipe()
-    proc = multiprocessing.get_context("spawn").Process(target=_serve, args=(child,))
+    proc = multiprocessing.get_context("spawn").Process(target=_serve, args=(child, node_cpu))
     proc.start()
     sizes = (("1KiB", KIB), ("1MiB", MIB))
     try:
         central, node, unix = parent.recv()
+        if node_cpu is not None:
+            pin_process(allowed - {node_cpu}, setting="reader")
         hits = {label: asyncio.run(hit_latency(central, node, n, samples)) for label, n in sizes}
         unix_hits = {
             label: asyncio.run(hit_latency(central, unix, n, samples)) for label, n in sizes
@@ -154,16 +175,30 @@ def run(*, samples: int, readers: int, fan_bytes: int) -> dict[str, Any]:
         floor = {"tcp": asyncio.run(health_latency(node, samples))}
         floor["unix"] = asyncio.run(health_latency(unix, samples))
     finally:
+        if node_cpu is not None:
+            _unpin(allowed)
         parent.send("stop")
         proc.join(10)
         if proc.is_alive():
             proc.kill()
+    placement = "any CPU"
+    if node_cpu is not None:
+        placement = f"node agent on CPU {node_cpu}, reader on {format_cpus(allowed - {node_cpu})}"
     return {
+        "placement": placement,
         "hit_latency": hits,
         "hit_latency_unix": unix_hits,
         "grpc_health_check": floor,
-        "fan_out": asyncio.run(fan_out(readers, fan_bytes)),
     }
+
+
+def run(*, samples: int, readers: int, fan_bytes: int) -> dict[str, Any]:
+    """Run both parts, the latencies in both placements; returns the figures."""
+    result = latencies(samples)
+    allowed = sorted(os.sched_getaffinity(0))
+    result["pinned"] = latencies(samples, node_cpu=allowed[-1]) if len(allowed) > 1 else None
+    result["fan_out"] = asyncio.run(fan_out(readers, fan_bytes))
+    return result
 
 
 def main() -> None:
@@ -178,11 +213,16 @@ def main() -> None:
     if args.quick:
         args.samples, args.readers, args.fan_mib = 200, 16, 1
     result = run(samples=args.samples, readers=args.readers, fan_bytes=args.fan_mib * MIB)
-    rows = [(f"node-cache hit {label:>4} tcp ", h) for label, h in result["hit_latency"].items()]
-    rows += [(f"node-cache hit {k:>4} unix", h) for k, h in result["hit_latency_unix"].items()]
-    rows += [(f"grpc health Check    {k:<4}", h) for k, h in result["grpc_health_check"].items()]
-    for label, h in rows:
-        print(f"{label}: p50 {h['p50_ms']:.3f} ms  p99 {h['p99_ms']:.3f} ms")
+    for part in (result, result["pinned"]):
+        if part is None:
+            print("(one CPU: no pinned placement)")
+            continue
+        print(f"{part['placement']}:")
+        rows = [(f"node-cache hit {k:>4} tcp ", h) for k, h in part["hit_latency"].items()]
+        rows += [(f"node-cache hit {k:>4} unix", h) for k, h in part["hit_latency_unix"].items()]
+        rows += [(f"grpc health Check    {k:<4}", h) for k, h in part["grpc_health_check"].items()]
+        for label, h in rows:
+            print(f"  {label}: p50 {h['p50_ms']:.3f} ms  p99 {h['p99_ms']:.3f} ms")
     f = result["fan_out"]
     print(
         f"fan-out: {f['readers']} readers x {f['value_bytes'] / MIB:.0f} MiB -> "

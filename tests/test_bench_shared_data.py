@@ -1,6 +1,7 @@
 """The shared-data benchmark runs (small sizes) so it never rots."""
 
 import importlib.util
+import os
 from pathlib import Path
 
 from alpcrun.testing import running_central_cache, running_node_agent
@@ -43,3 +44,22 @@ async def test_hit_latency_over_the_unix_socket_and_the_grpc_floor(tmp_path):
         floor = await bench.health_latency(sock, 20)
     assert 0 < hits["p50_ms"] <= hits["p99_ms"]
     assert 0 < floor["p50_ms"] <= floor["p99_ms"]
+
+
+def test_both_placements_run_and_the_reader_gets_its_cpus_back():
+    bench = importlib.import_module("bench.shared_data")  # by name: the child imports it too
+    before = os.sched_getaffinity(0)
+    result = bench.run(samples=20, readers=2, fan_bytes=1024)
+    assert os.sched_getaffinity(0) == before
+    assert result["placement"] == "any CPU"
+    assert 0 < result["hit_latency"]["1KiB"]["p50_ms"] <= result["hit_latency"]["1KiB"]["p99_ms"]
+    pinned = result["pinned"]
+    if len(before) == 1:
+        assert pinned is None
+    else:
+        node_cpu = max(before)
+        assert pinned["placement"].startswith(f"node agent on CPU {node_cpu}, reader on ")
+        for part in ("hit_latency", "hit_latency_unix"):
+            for figures in pinned[part].values():
+                assert 0 < figures["p50_ms"] <= figures["p99_ms"]
+    assert result["fan_out"]["central_fetches"] == 1

@@ -9,6 +9,7 @@ from collections.abc import Callable
 from typing import Any
 
 from alpcrun._logging import setup_logging
+from alpcrun.affinity import apply_setting
 from alpcrun.cli import _tls
 from alpcrun.config import CentralCacheSettings, NodeAgentSettings, load_settings
 
@@ -45,6 +46,16 @@ def _server_flags(p: argparse.ArgumentParser, port: int, metrics_port: int) -> N
     p.add_argument(
         "--auth-disabled", action="store_true", default=None, help="accept calls without a key"
     )
+    add_cpu_affinity_flag(p)
+
+
+def add_cpu_affinity_flag(p: argparse.ArgumentParser) -> None:
+    """``--cpu-affinity`` of every server command."""
+    p.add_argument(
+        "--cpu-affinity",
+        metavar="CPUS",
+        help="run on these CPUs only, e.g. 3 or 0-1 (default: any)",
+    )
 
 
 def _common_overrides(args: argparse.Namespace) -> dict[str, Any]:
@@ -56,6 +67,7 @@ def _common_overrides(args: argparse.Namespace) -> dict[str, Any]:
         "port": args.port,
         "metrics_port": args.metrics_port,
         "auth_disabled": args.auth_disabled,
+        "cpu_affinity": args.cpu_affinity,
         **_tls.overrides(args),
     }
 
@@ -74,6 +86,7 @@ def central_cache(args: argparse.Namespace) -> int:
         **_common_overrides(args),
     )
     setup_logging(settings.log_level, json_lines=settings.log_json)
+    apply_setting(settings.cpu_affinity, env_prefix="ALPCRUNCH_CACHE_")
     asyncio.run(_serve(CentralCacheServer(settings=settings)))
     return 0
 
@@ -91,6 +104,7 @@ def node_agent(args: argparse.Namespace) -> int:
         **_common_overrides(args),
     )
     setup_logging(settings.log_level, json_lines=settings.log_json)
+    apply_setting(settings.cpu_affinity, env_prefix="ALPCRUNCH_NODE_")
     asyncio.run(_serve(NodeAgent(settings=settings)))
     return 0
 

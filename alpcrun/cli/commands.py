@@ -15,6 +15,7 @@ import yaml
 
 import alpcrun.cli.scaler as scaler_cli
 from alpcrun._logging import setup_logging
+from alpcrun.affinity import apply_setting
 from alpcrun.cli import _tls, cache, dlq
 from alpcrun.config import (
     CentralCacheSettings,
@@ -76,9 +77,11 @@ def queue_manager(args: argparse.Namespace) -> int:
         worker_timeout=args.worker_timeout,
         journal=args.journal,
         shutdown_grace=args.shutdown_grace,
+        cpu_affinity=args.cpu_affinity,
         **_tls.overrides(args),
     )
     setup_logging(settings.log_level, json_lines=settings.log_json)
+    apply_setting(settings.cpu_affinity, env_prefix="ALPCRUNCH_QM_")
 
     async def serve() -> None:
         qm = QueueManager(settings=settings)

@@ -9,6 +9,7 @@ from collections.abc import Sequence
 import alpcrun.cli.scaler as scaler_cli
 from alpcrun import __version__
 from alpcrun.cli import _tls, cache, dlq
+from alpcrun.cli.cache import add_cpu_affinity_flag
 from alpcrun.errors import AlpcrunError
 
 _EPILOG = """\
@@ -63,6 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
         "(or ALPCRUNCH_QM_JOURNAL; default: memory only)",
     )
     qm.add_argument("--shutdown-grace", help="on SIGTERM, time in-flight work may take, e.g. 10s")
+    add_cpu_affinity_flag(qm)
     _tls.add_server_flags(qm, "ALPCRUNCH_QM_")
 
     wk = sub.add_parser(

@@ -4,7 +4,7 @@ An alpcrun server is one Python event loop plus gRPC core's threads, and every c
 from one of those threads to another several times. When the threads may run on any CPU, each
 hand-off can wake a thread on another CPU, which on virtual machines costs an interrupt
 between CPUs. Kept on one CPU (ideally one no busy worker shares), the hand-offs stay there:
-a node-cache hit of 1 KiB gets about 0.1 ms faster at p50 on the 2-core machine the benchmarks
+a node-cache hit of 1 KiB gets 0.1-0.2 ms faster at p50 on the 2-core machine the benchmarks
 run on (``bench/shared_data.py`` measures both placements). The process runs one CPU's worth
 of Python at a time anyway.
 

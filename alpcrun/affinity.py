@@ -66,7 +66,15 @@ def pin_process(cpus: frozenset[int], *, setting: str) -> None:
             f"{setting}: CPU(s) {', '.join(map(str, outside))} are not available to this "
             f"process (it may use {format_cpus(frozenset(allowed))})"
         )
-    # Affinity is per thread, inherited by the threads a thread starts: set it on all of them.
+    set_every_thread(cpus)
+
+
+def set_every_thread(cpus: frozenset[int]) -> None:
+    """Set the affinity of every thread of this process to ``cpus``, unchecked (Linux).
+
+    Affinity is per thread and inherited by the threads a thread starts, so all of them are
+    set.
+    """
     for tid in _threads():
         with contextlib.suppress(ProcessLookupError):  # a thread that ended meanwhile
             os.sched_setaffinity(tid, cpus)

@@ -39,7 +39,7 @@ if str(REPO_ROOT) not in sys.path:
 
 from grpc_health.v1 import health_pb2, health_pb2_grpc  # noqa: E402
 
-from alpcrun.affinity import apply_setting, format_cpus, pin_process  # noqa: E402
+from alpcrun.affinity import apply_setting, format_cpus, set_every_thread  # noqa: E402
 from alpcrun.cache.client import SharedDataClient  # noqa: E402
 from alpcrun.errors import SharedDataExists  # noqa: E402
 from alpcrun.proto.channel import insecure_channel  # noqa: E402
@@ -146,13 +146,6 @@ async def fan_out(readers: int, size: int) -> dict[str, Any]:
         }
 
 
-def _unpin(cpus: frozenset[int]) -> None:
-    """Let every thread of this process run on ``cpus`` again."""
-    for tid in os.listdir("/proc/self/task"):
-        with contextlib.suppress(ProcessLookupError):
-            os.sched_setaffinity(int(tid), cpus)
-
-
 def latencies(samples: int, node_cpu: int | None = None) -> dict[str, Any]:
     """Hit and health-check latencies against a node agent in a child process.
 
@@ -167,7 +160,7 @@ def latencies(samples: int, node_cpu: int | None = None) -> dict[str, Any]:
     try:
         central, node, unix = parent.recv()
         if node_cpu is not None:
-            pin_process(allowed - {node_cpu}, setting="reader")
+            set_every_thread(allowed - {node_cpu})
         hits = {label: asyncio.run(hit_latency(central, node, n, samples)) for label, n in sizes}
         unix_hits = {
             label: asyncio.run(hit_latency(central, unix, n, samples)) for label, n in sizes
@@ -176,7 +169,7 @@ def latencies(samples: int, node_cpu: int | None = None) -> dict[str, Any]:
         floor["unix"] = asyncio.run(health_latency(unix, samples))
     finally:
         if node_cpu is not None:
-            _unpin(allowed)
+            set_every_thread(allowed)  # the reader's CPUs back
         parent.send("stop")
         proc.join(10)
         if proc.is_alive():

@@ -104,6 +104,36 @@ def _cpu_list(value: object) -> str:
 CpuList = Annotated[str, BeforeValidator(_cpu_list)]
 """CPUs in cpuset syntax (``"3"``, ``"0-3,6"``), kept in canonical form."""
 
+_OFF = frozenset({"", "off", "none", "false", "no"})
+
+
+def _port_or_off(value: object) -> object:
+    if isinstance(value, str) and value.strip().lower() in _OFF:
+        return None
+    return value
+
+
+PortOrOff = Annotated[int | None, BeforeValidator(_port_or_off)]
+"""A TCP port, or ``"off"`` (also ``""``/``"none"``) for none."""
+
+
+def _read_path(value: object) -> object:
+    if not isinstance(value, str):
+        return value
+    text = value.strip()
+    if text.lower() in _OFF:
+        return "off"
+    if text.lower() == "auto":
+        return "auto"
+    from alpcrun.cache.read_client import parse_address
+
+    parse_address(text)  # ValueError names what is wrong
+    return text
+
+
+ReadPath = Annotated[str, BeforeValidator(_read_path)]
+"""``"auto"``, ``"off"``, ``host:port`` or ``unix:PATH`` (see ``WorkerSettings``)."""
+
 LogLevel = Literal["debug", "info", "warning", "error"]
 
 # ALPCRUN.CH key → our field name.
@@ -294,8 +324,27 @@ class WorkerSettings(_TlsClient):
     """Pause before reconnecting after the queue manager went away."""
     node_agent: str | None = f"localhost:{constants.NODE_AGENT_PORT}"
     """Node agent address for shared data (unset: always read from the central cache)."""
+    node_read_path: ReadPath = "auto"
+    """Where shared-data reads go first: the node agent's read path (docs/shared-data.md),
+    ``host:port`` or ``unix:PATH``; ``"auto"``: the ``node_agent`` host on port 3338 (off
+    with ``tls``, or when ``node_agent`` is a Unix socket); ``"off"``: gRPC only."""
     central_cache: str | None = f"localhost:{constants.CENTRAL_CACHE_PORT}"
     """Central cache address, used when the node agent cannot be reached."""
+
+    def read_path_address(self) -> str | None:
+        """The node read path address ``node_read_path`` resolves to (None: none)."""
+        value = self.node_read_path
+        if value == "off" or self.node_agent is None:
+            return None
+        if value != "auto":
+            return value
+        if self.tls or self.node_agent.startswith("unix:"):
+            return None
+        target = self.node_agent.removeprefix("dns:///").removeprefix("dns:")
+        host, _, port = target.rpartition(":")
+        if not host or not port.isdigit():  # no port given: the whole target is the host
+            host = target
+        return f"{host}:{constants.NODE_AGENT_READ_PORT}"
 
 
 class ClientSettings(_TlsClient):
@@ -375,6 +424,11 @@ class NodeAgentSettings(_CacheServer):
     unix_socket: str | None = None
     """Also serve on this Unix socket path (workers on the node dial ``unix:PATH``); it stays
     plaintext with ``tls`` (node-local, guarded by the file's permissions)."""
+    read_port: PortOrOff = Field(default=constants.NODE_AGENT_READ_PORT, ge=0, le=65535)
+    """TCP port of the read path (shared-data reads without gRPC, docs/shared-data.md); 0
+    picks a free one, ``"off"`` serves none. Not served with ``tls`` (it is plaintext)."""
+    read_socket: str | None = None
+    """Also serve the read path on this Unix socket path (plaintext, also with ``tls``)."""
 
 
 S = TypeVar("S", bound=_Base)

@@ -10,6 +10,8 @@ CENTRAL_CACHE_PORT: Final = 2337
 """Default gRPC port of the central cache."""
 NODE_AGENT_PORT: Final = 3337
 """Default gRPC port of the node agent."""
+NODE_AGENT_READ_PORT: Final = 3338
+"""Default TCP port of the node agent's read path (shared-data reads without gRPC)."""
 QUEUE_MANAGER_METRICS_PORT: Final = 9337
 """Default Prometheus HTTP port of the queue manager."""
 CENTRAL_CACHE_METRICS_PORT: Final = 9338

@@ -77,6 +77,7 @@ class LocalGrid:
         env["ALPCRUNCH_WORKER_CENTRAL_CACHE"] = self.central_cache.address
         if self.node_agent is not None:
             env["ALPCRUNCH_WORKER_NODE_AGENT"] = self.node_agent.address
+            env["ALPCRUNCH_WORKER_NODE_READ_PATH"] = self.node_agent.read_address or "off"
         cmd = [
             sys.executable,
             "-m",
@@ -100,6 +101,7 @@ class LocalGrid:
                 host="127.0.0.1",
                 port=0,
                 metrics_port=None,
+                read_port=0,
                 api_key=SecretStr(self.api_key),
                 central_cache_addr=self.central_cache.address,
             )

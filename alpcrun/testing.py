@@ -63,7 +63,7 @@ async def running_central_cache(
 async def running_node_agent(
     central_cache_addr: str, *, api_key: str = "test-key", clock: Any = None, **overrides: Any
 ) -> AsyncIterator[NodeAgent]:
-    """A started node agent on 127.0.0.1 (free port, no metrics) in front of a central cache."""
+    """A started node agent on 127.0.0.1 (free ports, no metrics) in front of a central cache."""
     from alpcrun.cache.app import NodeAgent
 
     settings = NodeAgentSettings(
@@ -71,6 +71,7 @@ async def running_node_agent(
             "host": "127.0.0.1",
             "port": 0,
             "metrics_port": None,
+            "read_port": 0,
             "api_key": api_key,
             "central_cache_addr": central_cache_addr,
             **overrides,

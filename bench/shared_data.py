@@ -6,10 +6,11 @@
 
 1. **Hit latency**: a central cache and a node agent run in a child process (started with
    ``alpcrun central-cache`` / ``alpcrun node-agent`` semantics, in-process in that child);
-   this process reads one cached level again and again (closed loop, one call at a time) with
-   the worker SDK's ``SharedDataClient``, for 1 KiB and 1 MiB values: p50, p99, over loopback
-   TCP and over the node agent's Unix socket. For scale, the same figures for the standard
-   gRPC health ``Check`` (a bare unary call to the same process, no auth) are reported too.
+   this process reads one cached level again and again (closed loop, one call at a time), for
+   1 KiB and 1 MiB values: p50, p99, over loopback TCP and over a Unix socket. Two ways in:
+   the node agent's read path (``NodeReadClient``, what the worker SDK uses first) and its
+   gRPC service (``SharedDataClient``). For scale, the same figures for the standard gRPC
+   health ``Check`` (a bare unary call to the same process, no auth) are reported too.
    Two placements: the node agent on any CPU, then (with two CPUs or more) the node agent
    pinned to one CPU with ``cpu_affinity`` and this process, the reader, on the others.
 2. **Fan-out**: N concurrent readers on one node ask the node agent for the same value that
@@ -30,6 +31,7 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +43,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc  # noqa: E402
 
 from alpcrun.affinity import apply_setting, format_cpus, set_every_thread  # noqa: E402
 from alpcrun.cache.client import SharedDataClient  # noqa: E402
+from alpcrun.cache.read_client import NodeReadClient  # noqa: E402
 from alpcrun.errors import SharedDataExists  # noqa: E402
 from alpcrun.proto.channel import insecure_channel  # noqa: E402
 from alpcrun.testing import running_central_cache, running_node_agent  # noqa: E402
@@ -55,12 +58,18 @@ def _serve(conn: Any, cpu: int | None) -> None:
 
     async def main() -> None:
         with tempfile.TemporaryDirectory() as tmp:
-            sock = f"{tmp}/node.sock"
+            sock, read_sock = f"{tmp}/node.sock", f"{tmp}/read.sock"
             async with (
                 running_central_cache(api_key=KEY) as cc,
-                running_node_agent(cc.address, api_key=KEY, unix_socket=sock) as na,
+                running_node_agent(
+                    cc.address, api_key=KEY, unix_socket=sock, read_socket=read_sock
+                ) as na,
             ):
-                conn.send((cc.address, na.address, f"unix:{sock}"))
+                addresses = {
+                    "grpc": {"tcp": na.address, "unix": f"unix:{sock}"},
+                    "read": {"tcp": na.read_address, "unix": f"unix:{read_sock}"},
+                }
+                conn.send((cc.address, addresses))
                 await asyncio.get_running_loop().run_in_executor(None, conn.recv)
 
     asyncio.run(main())
@@ -79,22 +88,45 @@ def _figures(times: list[float]) -> dict[str, float]:
     }
 
 
-async def hit_latency(central: str, node: str, size: int, samples: int) -> dict[str, float]:
-    """Closed-loop node-cache hits of one ``size``-byte value, in milliseconds."""
+async def _upload(central: str, size: int) -> str:
+    """Store a ``size``-byte value (once per central cache); returns its session."""
     session = f"bench-{size}"
-    async with insecure_channel(central) as cch, insecure_channel(node) as nch:
-        # Already stored when an earlier run used the same servers (TCP, then the socket).
+    async with insecure_channel(central) as cch:
+        # Already stored when an earlier measurement used the same servers.
         with contextlib.suppress(SharedDataExists):
             await SharedDataClient(cch, api_key=KEY).set(session, b"v" * size)
-        reader = SharedDataClient(nch, api_key=KEY, node=True)
-        for _ in range(100):  # warm-up; the first read fetches from the central cache
-            await reader.get(session, 1)
-        times = []
-        for _ in range(samples):
-            start = time.perf_counter()
-            await reader.get(session, 1)
-            times.append((time.perf_counter() - start) * 1000)
+    return session
+
+
+async def _time_calls(call: Callable[[], Awaitable[object]], samples: int) -> dict[str, float]:
+    """100 warm-up calls (the first read fetches from the central cache), then ``samples``
+    timed ones, one at a time; their figures in milliseconds."""
+    for _ in range(100):
+        await call()
+    times = []
+    for _ in range(samples):
+        start = time.perf_counter()
+        await call()
+        times.append((time.perf_counter() - start) * 1000)
     return _figures(times)
+
+
+async def hit_latency(central: str, node: str, size: int, samples: int) -> dict[str, float]:
+    """Closed-loop node-cache hits of one ``size``-byte value over gRPC, in milliseconds."""
+    session = await _upload(central, size)
+    async with insecure_channel(node) as nch:
+        reader = SharedDataClient(nch, api_key=KEY, node=True)
+        return await _time_calls(lambda: reader.get(session, 1), samples)
+
+
+async def read_latency(central: str, address: str, size: int, samples: int) -> dict[str, float]:
+    """Closed-loop node-cache hits over the node agent's read path, in milliseconds."""
+    session = await _upload(central, size)
+    reader = NodeReadClient(address, api_key=KEY)
+    try:
+        return await _time_calls(lambda: reader.get(session, 1), samples)
+    finally:
+        await reader.aclose()
 
 
 async def health_latency(address: str, samples: int) -> dict[str, float]:
@@ -102,14 +134,7 @@ async def health_latency(address: str, samples: int) -> dict[str, float]:
     request = health_pb2.HealthCheckRequest()
     async with insecure_channel(address) as channel:
         check = health_pb2_grpc.HealthStub(channel).Check
-        for _ in range(100):
-            await check(request)
-        times = []
-        for _ in range(samples):
-            start = time.perf_counter()
-            await check(request)
-            times.append((time.perf_counter() - start) * 1000)
-    return _figures(times)
+        return await _time_calls(lambda: check(request), samples)
 
 
 async def fan_out(readers: int, size: int) -> dict[str, Any]:
@@ -158,15 +183,19 @@ def latencies(samples: int, node_cpu: int | None = None) -> dict[str, Any]:
     proc.start()
     sizes = (("1KiB", KIB), ("1MiB", MIB))
     try:
-        central, node, unix = parent.recv()
+        central, addresses = parent.recv()
         if node_cpu is not None:
             set_every_thread(allowed - {node_cpu})
-        hits = {label: asyncio.run(hit_latency(central, node, n, samples)) for label, n in sizes}
-        unix_hits = {
-            label: asyncio.run(hit_latency(central, unix, n, samples)) for label, n in sizes
+        ways = (("read", read_latency), ("grpc", hit_latency))
+        hits = {
+            f"{way} {transport}": {
+                label: asyncio.run(measure(central, address, n, samples)) for label, n in sizes
+            }
+            for way, measure in ways
+            for transport, address in addresses[way].items()
         }
-        floor = {"tcp": asyncio.run(health_latency(node, samples))}
-        floor["unix"] = asyncio.run(health_latency(unix, samples))
+        grpc = addresses["grpc"]
+        floor = {t: asyncio.run(health_latency(a, samples)) for t, a in grpc.items()}
     finally:
         if node_cpu is not None:
             set_every_thread(allowed)  # the reader's CPUs back
@@ -180,7 +209,6 @@ def latencies(samples: int, node_cpu: int | None = None) -> dict[str, Any]:
     return {
         "placement": placement,
         "hit_latency": hits,
-        "hit_latency_unix": unix_hits,
         "grpc_health_check": floor,
     }
 
@@ -211,9 +239,13 @@ def main() -> None:
             print("(one CPU: no pinned placement)")
             continue
         print(f"{part['placement']}:")
-        rows = [(f"node-cache hit {k:>4} tcp ", h) for k, h in part["hit_latency"].items()]
-        rows += [(f"node-cache hit {k:>4} unix", h) for k, h in part["hit_latency_unix"].items()]
-        rows += [(f"grpc health Check    {k:<4}", h) for k, h in part["grpc_health_check"].items()]
+        rows = [
+            (f"node-cache hit {size:>4}, {way:<9}", h)
+            for way, by_size in part["hit_latency"].items()
+            for size, h in by_size.items()
+        ]
+        floor = part["grpc_health_check"]
+        rows += [(f"bare gRPC health Check, {k:<4}", h) for k, h in floor.items()]
         for label, h in rows:
             print(f"  {label}: p50 {h['p50_ms']:.3f} ms  p99 {h['p99_ms']:.3f} ms")
     f = result["fan_out"]

@@ -46,20 +46,40 @@ async def test_hit_latency_over_the_unix_socket_and_the_grpc_floor(tmp_path):
     assert 0 < floor["p50_ms"] <= floor["p99_ms"]
 
 
+async def test_read_path_latency_over_tcp_and_the_unix_socket(tmp_path):
+    bench = load()
+    sock = f"{tmp_path}/read.sock"
+    async with (
+        running_central_cache(api_key=bench.KEY) as cc,
+        running_node_agent(cc.address, api_key=bench.KEY, read_socket=sock) as na,
+    ):
+        tcp = await bench.read_latency(cc.address, na.read_address, 1024, 20)
+        unix = await bench.read_latency(cc.address, f"unix:{sock}", 1024, 20)
+        assert na.read_server is not None
+        assert na.read_server.service.requests == 2 * (100 + 20)  # warm-up and timed reads
+    assert 0 < tcp["p50_ms"] <= tcp["p99_ms"]
+    assert 0 < unix["p50_ms"] <= unix["p99_ms"]
+
+
 def test_both_placements_run_and_the_reader_gets_its_cpus_back():
     bench = importlib.import_module("bench.shared_data")  # by name: the child imports it too
     before = os.sched_getaffinity(0)
     result = bench.run(samples=20, readers=2, fan_bytes=1024)
     assert os.sched_getaffinity(0) == before
     assert result["placement"] == "any CPU"
-    assert 0 < result["hit_latency"]["1KiB"]["p50_ms"] <= result["hit_latency"]["1KiB"]["p99_ms"]
+    ways = {"read tcp", "read unix", "grpc tcp", "grpc unix"}
+    assert set(result["hit_latency"]) == ways
+    for by_size in result["hit_latency"].values():
+        assert set(by_size) == {"1KiB", "1MiB"}
+        assert 0 < by_size["1KiB"]["p50_ms"] <= by_size["1KiB"]["p99_ms"]
     pinned = result["pinned"]
     if len(before) == 1:
         assert pinned is None
     else:
         node_cpu = max(before)
         assert pinned["placement"].startswith(f"node agent on CPU {node_cpu}, reader on ")
-        for part in ("hit_latency", "hit_latency_unix"):
-            for figures in pinned[part].values():
+        assert set(pinned["hit_latency"]) == ways
+        for by_size in pinned["hit_latency"].values():
+            for figures in by_size.values():
                 assert 0 < figures["p50_ms"] <= figures["p99_ms"]
     assert result["fan_out"]["central_fetches"] == 1

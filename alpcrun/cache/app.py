@@ -23,6 +23,7 @@ from alpcrun.cache.client import SharedDataClient
 from alpcrun.cache.lru import NodeLRU
 from alpcrun.cache.metrics import CentralCacheCollector, NodeCacheCollector, registry_of
 from alpcrun.cache.node import NodeCache, NodeCacheService
+from alpcrun.cache.read_server import NodeReadServer, NodeReadService
 from alpcrun.cache.sessions import OpenSessions, QueueManagerLookup
 from alpcrun.cache.ttl import SharedDataStore, StoreLimits
 from alpcrun.config import CentralCacheSettings, NodeAgentSettings
@@ -39,7 +40,7 @@ from alpcrun.proto import (
 )
 from alpcrun.proto.channel import open_channel
 from alpcrun.proto.server import GrpcServer, Listen
-from alpcrun.queue_manager.auth import server_interceptors
+from alpcrun.queue_manager.auth import api_keys, server_interceptors
 from alpcrun.tls import client_tls, server_tls
 
 log = logging.getLogger("alpcrun.cache")
@@ -252,6 +253,8 @@ class NodeAgent(_Server):
         self.node_settings = settings
         self._channel: grpc.aio.Channel | None = None
         self.cache: NodeCache | None = None
+        self.read_server: NodeReadServer | None = None
+        """The read path (None until started, or when neither its port nor socket is on)."""
 
     def _add_services(self, server: grpc.aio.Server) -> None:
         s = self.node_settings
@@ -273,12 +276,43 @@ class NodeAgent(_Server):
 
     def _collector(self) -> Collector:
         assert self.cache is not None
-        return NodeCacheCollector(self.cache.statistics)
+        return NodeCacheCollector(self.cache.statistics, self._read_statistics)
+
+    def _read_statistics(self) -> tuple[int, int]:
+        """(requests answered, connections open) of the read path."""
+        if self.read_server is None:
+            return 0, 0
+        service = self.read_server.service
+        return service.requests, service.connections
+
+    @property
+    def read_address(self) -> str | None:
+        """``host:port`` of the read path's TCP listener on this machine (None: none)."""
+        if self.read_server is None or self.read_server.port is None:
+            return None
+        return f"{self.address.rpartition(':')[0]}:{self.read_server.port}"
 
     async def start(self) -> None:
-        """Serve and drop expired entries every ``cleanup_interval``."""
+        """Serve gRPC and the read path; drop expired entries every ``cleanup_interval``."""
         await super().start()
-        self._every(self.node_settings.cleanup_interval, self._expire)
+        s = self.node_settings
+        port = s.read_port
+        if port is not None and self._tls is not None:
+            log.info("read path not served on TCP: it is plaintext and tls is on")
+            port = None
+        if port is not None or s.read_socket:
+            assert self.cache is not None
+            keys = api_keys(s.api_key, auth_disabled=s.auth_disabled)
+            service = NodeReadService(self.cache, self.clock, keys)
+            server = NodeReadServer(service, host=s.host, port=port, socket_path=s.read_socket)
+            try:
+                await server.start()
+            except ConfigError:
+                await self.stop(grace=0)
+                raise
+            self.read_server = server
+            log.info("read path on %s", server)
+        self._every(s.cleanup_interval, self._expire)
 
     async def _expire(self) -> None:
         assert self.cache is not None
@@ -286,6 +320,9 @@ class NodeAgent(_Server):
 
     async def stop(self, grace: float = 1.0) -> None:
         """Stop serving and close the channel to the central cache."""
+        if self.read_server is not None:
+            await self.read_server.stop()
+            self.read_server = None
         await super().stop(grace)
         if self._channel is not None:
             await self._channel.close(None)

@@ -34,6 +34,8 @@ Node cache (node agent):
 | alpcrun_node_cache_singleflight_joins_total | counter | misses that joined a fetch in flight |
 | alpcrun_node_cache_bytes_fetched_total | counter | value bytes received from the central cache |
 | alpcrun_node_cache_bytes_served_total | counter | value bytes streamed to workers |
+| alpcrun_node_cache_read_path_requests_total | counter | reads answered on the read path |
+| alpcrun_node_cache_read_path_connections | gauge | read path connections open |
 """
 
 from __future__ import annotations
@@ -100,8 +102,13 @@ class CentralCacheCollector(Collector):
 class NodeCacheCollector(Collector):
     """Reads the node cache's statistics on every scrape."""
 
-    def __init__(self, stats: Callable[[], NodeCacheStatistics]) -> None:
+    def __init__(
+        self,
+        stats: Callable[[], NodeCacheStatistics],
+        read_path: Callable[[], tuple[int, int]] = lambda: (0, 0),
+    ) -> None:
         self._stats = stats
+        self._read_path = read_path
 
     def collect(self) -> Iterator[Metric]:
         """Yield every metric family."""
@@ -126,6 +133,11 @@ class NodeCacheCollector(Collector):
             p + "bytes_fetched", "Bytes received from the central cache.", st.bytes_fetched
         )
         yield _counter(p + "bytes_served", "Bytes streamed to workers.", st.bytes_served)
+        requests, connections = self._read_path()
+        yield _counter(
+            p + "read_path_requests", "Reads answered on the read path (not gRPC).", requests
+        )
+        yield _gauge(p + "read_path_connections", "Read path connections open.", connections)
 
 
 def registry_of(collector: Collector) -> CollectorRegistry:

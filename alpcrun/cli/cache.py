@@ -35,6 +35,15 @@ def add_parsers(sub: Any, common: Common) -> None:
     na.add_argument("--cache-size", help="bytes the node cache holds, e.g. 1GB")
     na.add_argument("--central-cache-addr", help="central cache address (default localhost:2337)")
     na.add_argument("--unix-socket", metavar="PATH", help="also serve on this Unix socket")
+    na.add_argument(
+        "--read-port",
+        metavar="PORT",
+        help="TCP port of the read path: shared-data reads without gRPC (default 3338; "
+        "0 picks one; off: none; not served with TLS)",
+    )
+    na.add_argument(
+        "--read-socket", metavar="PATH", help="also serve the read path on this Unix socket"
+    )
 
 
 def _server_flags(p: argparse.ArgumentParser, port: int, metrics_port: int) -> None:
@@ -101,6 +110,8 @@ def node_agent(args: argparse.Namespace) -> int:
         cache_size=args.cache_size,
         central_cache_addr=args.central_cache_addr,
         unix_socket=args.unix_socket,
+        read_port=args.read_port,
+        read_socket=args.read_socket,
         **_common_overrides(args),
     )
     setup_logging(settings.log_level, json_lines=settings.log_json)

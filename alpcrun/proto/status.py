@@ -44,6 +44,8 @@ _FROM_CODE: dict[grpc.StatusCode, type[errors.AlpcrunError]] = {
 }
 
 
+_BY_NUMBER: dict[int, grpc.StatusCode] = {c.value[0]: c for c in grpc.StatusCode}
+
 _CORE_TRANSPORT_FAILURES = frozenset({"Internal error from Core"})
 """Details of the ``INTERNAL`` status the gRPC core makes up when a connection breaks while a
 call is writing (no server sent it): a dropped connection, so read as ``Unavailable``."""
@@ -80,15 +82,28 @@ def from_rpc_error(err: grpc.RpcError) -> errors.AlpcrunError:
     details: str = (err.details() if hasattr(err, "details") else "") or code.name
     if code == grpc.StatusCode.INTERNAL and details in _CORE_TRANSPORT_FAILURES:
         return errors.Unavailable(f"connection lost ({details})")
+    return from_status(code, details, _error_field(err))
+
+
+def from_status(code: grpc.StatusCode, details: str, field: str = "") -> errors.AlpcrunError:
+    """The domain error of a failed call's status code, details and named field (if any).
+
+    Also used by protocols that carry gRPC status codes outside gRPC (the node read path).
+    """
     cls = _FROM_CODE.get(code, errors.TransportError)
     if cls is errors.InvalidArgument:
-        return errors.InvalidArgument(details, field=_error_field(err))
-    if cls is errors.SessionNotFound and (field := _error_field(err)):
+        return errors.InvalidArgument(details, field=field)
+    if cls is errors.SessionNotFound and field:
         # Only NotFound names a field: a dead letter, a dispatch, not a session.
         return errors.NotFound(details, field=field)
     if cls is errors.TransportError:
         return errors.TransportError(f"{code.name}: {details}")
     return cls(details)
+
+
+def status_code(number: int) -> grpc.StatusCode:
+    """The gRPC status code with this number (UNKNOWN for a number that is none)."""
+    return _BY_NUMBER.get(number, grpc.StatusCode.UNKNOWN)
 
 
 def _error_field(err: grpc.RpcError) -> str:

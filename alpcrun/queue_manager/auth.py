@@ -11,6 +11,7 @@ import grpc.aio
 from pydantic import SecretStr
 
 from alpcrun.constants import MD_API_KEY
+from alpcrun.errors import PermissionDenied, Unauthenticated
 from alpcrun.proto.server import DecodeGuardInterceptor, GuardedHandlers
 
 _OPEN_PREFIXES = ("/grpc.health.v1.Health/", "/grpc.reflection.")
@@ -31,6 +32,37 @@ def _abort_handler(
     return grpc.unary_unary_rpc_method_handler(deny)
 
 
+class ApiKeys:
+    """The API keys a server accepts, compared in constant time."""
+
+    def __init__(self, api_keys: list[str]) -> None:
+        if not api_keys:
+            raise ValueError("at least one API key is required")
+        self._keys = [k.encode() for k in api_keys]
+
+    def accepts(self, key: str | bytes) -> bool:
+        """Whether ``key`` is one of the keys."""
+        candidate = key.encode() if isinstance(key, str) else key
+        ok = False
+        for k in self._keys:  # compare with every key so timing does not tell which matched
+            ok |= hmac.compare_digest(candidate, k)
+        return ok
+
+    def check(self, key: str | None) -> None:
+        """Raise :class:`Unauthenticated` for no key, :class:`PermissionDenied` for a wrong one."""
+        if not key:
+            raise Unauthenticated("missing api_key")
+        if not self.accepts(key):
+            raise PermissionDenied("invalid api_key")
+
+
+def api_keys(api_key: SecretStr | None, *, auth_disabled: bool) -> ApiKeys | None:
+    """The keys a server checks, as :func:`server_interceptors` does; None: no checks."""
+    if api_key is not None and not auth_disabled:
+        return ApiKeys([api_key.get_secret_value()])
+    return None
+
+
 class ApiKeyInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]  # not generic at runtime
     """Checks the ``api_key`` metadata in constant time.
 
@@ -41,17 +73,8 @@ class ApiKeyInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]  
     """
 
     def __init__(self, api_keys: list[str]) -> None:
-        if not api_keys:
-            raise ValueError("at least one API key is required")
-        self._keys = [k.encode() for k in api_keys]
+        self._keys = ApiKeys(api_keys)
         self._guarded = GuardedHandlers()
-
-    def _accepts(self, key: str | bytes) -> bool:
-        candidate = key.encode() if isinstance(key, str) else key
-        ok = False
-        for k in self._keys:  # compare with every key so timing does not tell which matched
-            ok |= hmac.compare_digest(candidate, k)
-        return ok
 
     async def intercept_service(
         self,
@@ -76,7 +99,7 @@ class ApiKeyInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]  
             return _abort_handler(
                 handler, grpc.StatusCode.UNAUTHENTICATED, "missing api_key metadata"
             )
-        if not self._accepts(key):
+        if not self._keys.accepts(key):
             return _abort_handler(handler, grpc.StatusCode.PERMISSION_DENIED, "invalid api_key")
         return self._guarded.get(method, handler)
 

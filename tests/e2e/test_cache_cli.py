@@ -45,6 +45,8 @@ def test_node_agent_keeps_serving_while_the_central_cache_is_down(grid: Grid):
         str(na_port),
         "--metrics-port",
         "0",
+        "--read-port",
+        "off",
         "--cache-size",
         "64MB",
         "--central-cache-addr",

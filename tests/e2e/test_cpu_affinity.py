@@ -48,7 +48,18 @@ def test_every_thread_of_a_pinned_node_agent_runs_on_its_cpu() -> None:
     cpu = max(os.sched_getaffinity(0))
     port = free_port()
     proc = subprocess.Popen(
-        [*CLI, "node-agent", "--host", "127.0.0.1", "--port", str(port), "--metrics-port", "0"],
+        [
+            *CLI,
+            "node-agent",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--metrics-port",
+            "0",
+            "--read-port",
+            "0",
+        ],
         env={**ENV, "ALPCRUNCH_NODE_CPU_AFFINITY": str(cpu)},
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,

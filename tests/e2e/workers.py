@@ -39,3 +39,10 @@ class PacedEchoWorker(Worker):
     async def handle(self, task: TaskContext) -> bytes:
         await asyncio.sleep(0.001)
         return task.payload[::-1]
+
+
+class SharedEchoWorker(Worker):
+    """Returns the session's shared data followed by the payload."""
+
+    async def handle(self, task: TaskContext) -> bytes:
+        return task.shared_data() + task.payload

@@ -168,6 +168,55 @@ def test_node_local_service_instead_of_host_port(tmp_path: Path) -> None:
     assert all("hostPort" not in p for p in agent["ports"])
 
 
+def _read_port(agent: dict[str, Any]) -> dict[str, Any] | None:
+    return next((p for p in agent["ports"] if p["name"] == "read"), None)
+
+
+def test_workers_read_shared_data_on_the_node_agents_read_path(tmp_path: Path) -> None:
+    """The agent serves its read path on hostPort 3338; workers dial it by host IP or Service."""
+    docs = render({}, tmp_path)
+    agent = _container(one(docs, "DaemonSet", f"{FULLNAME}-node-agent"))
+    assert "--read-port=3338" in agent["args"]
+    assert _read_port(agent) == {
+        "name": "read",
+        "containerPort": 3338,
+        "protocol": "TCP",
+        "hostPort": 3338,
+    }
+    worker = _container(one(docs, "Deployment", WORKERS))
+    env = env_of(worker)
+    assert env["ALPCRUNCH_WORKER_NODE_READ_PATH"] == "$(ALPCRUNCH_HOST_IP):3338"
+    names = [e["name"] for e in worker["env"]]
+    assert names.index("ALPCRUNCH_HOST_IP") < names.index("ALPCRUNCH_WORKER_NODE_READ_PATH")
+    by_service = render({"nodeAgent": {"hostPort": False, "readPath": {"port": 4000}}}, tmp_path)
+    env = env_of(_container(one(by_service, "Deployment", WORKERS)))
+    assert env["ALPCRUNCH_WORKER_NODE_READ_PATH"] == f"{FULLNAME}-node-agent:4000"
+    svc = one(by_service, "Service", f"{FULLNAME}-node-agent")
+    assert {"name": "read", "port": 4000, "targetPort": "read", "protocol": "TCP"} in svc["spec"][
+        "ports"
+    ]
+
+
+@pytest.mark.parametrize(
+    "values",
+    [
+        {"nodeAgent": {"readPath": {"enabled": False}}},
+        {"tls": {"enabled": True, "existingSecret": "my-tls"}},
+    ],
+    ids=["disabled", "tls"],
+)
+def test_read_path_off_disabled_or_under_tls(values: dict[str, Any], tmp_path: Path) -> None:
+    """Switched off, or with TLS (it is plaintext): no port, and workers read over gRPC."""
+    docs = render(values, tmp_path)
+    agent = _container(one(docs, "DaemonSet", f"{FULLNAME}-node-agent"))
+    assert "--read-port=off" in agent["args"]
+    assert _read_port(agent) is None
+    svc = one(docs, "Service", f"{FULLNAME}-node-agent")
+    assert "read" not in {p["name"] for p in svc["spec"]["ports"]}
+    env = env_of(_container(one(docs, "Deployment", WORKERS)))
+    assert env["ALPCRUNCH_WORKER_NODE_READ_PATH"] == "off"
+
+
 def test_gpu_pool(tmp_path: Path) -> None:
     """A gpu pool asks for nvidia.com/gpu, runs the CUDA image and tolerates GPU taints."""
     docs = render(COMBINATIONS["gpu-workers"], tmp_path)
@@ -239,6 +288,9 @@ def test_service_monitor_and_network_policies(tmp_path: Path) -> None:
         assert "metrics" in {p["name"] for p in svc["spec"]["ports"]}
     policies = {d["metadata"]["name"] for d in find(docs, "NetworkPolicy")}
     assert policies == {f"{FULLNAME}-{c}" for c in ("queue-manager", "central-cache", "node-agent")}
+    agent_policy = one(docs, "NetworkPolicy", f"{FULLNAME}-node-agent")
+    ports = {p["port"] for rule in agent_policy["spec"]["ingress"] for p in rule["ports"]}
+    assert ports == {3337, 3338, 9339}  # gRPC, read path, metrics
 
 
 def test_notes_tell_how_to_submit_a_first_job(tmp_path: Path) -> None:
@@ -306,7 +358,12 @@ def test_node_agent_finds_central_cache_and_keeps_data_on_the_node(tmp_path: Pat
         "path": "/var/lib/alpcrun",
         "type": "DirectoryOrCreate",
     }
-    assert agent["args"] == ["node-agent", "--port=3337", "--metrics-port=9339"]
+    assert agent["args"] == [
+        "node-agent",
+        "--port=3337",
+        "--metrics-port=9339",
+        "--read-port=3338",
+    ]
 
 
 @pytest.mark.parametrize("combo", ["defaults", "scaler", "journal", "gpu-workers"])

@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16\x61lpcrun/v1/cache.proto\x12\nalpcrun.v1\"`\n\x10SharedDataHeader\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x14\n\x0cupdate_level\x18\x02 \x01(\r\x12\x12\n\nsize_bytes\x18\x03 \x01(\x04\x12\x0e\n\x06ttl_ms\x18\x04 \x01(\x04\"M\n\x0fSharedDataChunk\x12,\n\x06header\x18\x01 \x01(\x0b\x32\x1c.alpcrun.v1.SharedDataHeader\x12\x0c\n\x04\x64\x61ta\x18\x02 \x01(\x0c\"]\n\rSharedDataAck\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x14\n\x0cupdate_level\x18\x02 \x01(\r\x12\x12\n\nsize_bytes\x18\x03 \x01(\x04\x12\x0e\n\x06ttl_ms\x18\x04 \x01(\x04\"@\n\x14GetSharedDataRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x14\n\x0cupdate_level\x18\x02 \x01(\r\"-\n\x17\x44\x65leteSharedDataRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\"I\n\x18\x44\x65leteSharedDataResponse\x12\x16\n\x0e\x64\x65leted_levels\x18\x01 \x01(\r\x12\x15\n\rdeleted_bytes\x18\x02 \x01(\x04\x32\xd8\x02\n\x0c\x43\x65ntralCache\x12I\n\rSetSharedData\x12\x1b.alpcrun.v1.SharedDataChunk\x1a\x19.alpcrun.v1.SharedDataAck(\x01\x12L\n\x10UpdateSharedData\x12\x1b.alpcrun.v1.SharedDataChunk\x1a\x19.alpcrun.v1.SharedDataAck(\x01\x12P\n\rGetSharedData\x12 .alpcrun.v1.GetSharedDataRequest\x1a\x1b.alpcrun.v1.SharedDataChunk0\x01\x12]\n\x10\x44\x65leteSharedData\x12#.alpcrun.v1.DeleteSharedDataRequest\x1a$.alpcrun.v1.DeleteSharedDataResponse2\xb2\x01\n\tNodeCache\x12P\n\rGetSharedData\x12 .alpcrun.v1.GetSharedDataRequest\x1a\x1b.alpcrun.v1.SharedDataChunk0\x01\x12S\n\x12GetSharedDataUnary\x12 .alpcrun.v1.GetSharedDataRequest\x1a\x1b.alpcrun.v1.SharedDataChunkB&Z$alpcrun.dev/api/alpcrun/v1;alpcrunv1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16\x61lpcrun/v1/cache.proto\x12\nalpcrun.v1\"`\n\x10SharedDataHeader\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x14\n\x0cupdate_level\x18\x02 \x01(\r\x12\x12\n\nsize_bytes\x18\x03 \x01(\x04\x12\x0e\n\x06ttl_ms\x18\x04 \x01(\x04\"M\n\x0fSharedDataChunk\x12,\n\x06header\x18\x01 \x01(\x0b\x32\x1c.alpcrun.v1.SharedDataHeader\x12\x0c\n\x04\x64\x61ta\x18\x02 \x01(\x0c\"]\n\rSharedDataAck\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x14\n\x0cupdate_level\x18\x02 \x01(\r\x12\x12\n\nsize_bytes\x18\x03 \x01(\x04\x12\x0e\n\x06ttl_ms\x18\x04 \x01(\x04\"@\n\x14GetSharedDataRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x14\n\x0cupdate_level\x18\x02 \x01(\r\"-\n\x17\x44\x65leteSharedDataRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\"I\n\x18\x44\x65leteSharedDataResponse\x12\x16\n\x0e\x64\x65leted_levels\x18\x01 \x01(\r\x12\x15\n\rdeleted_bytes\x18\x02 \x01(\x04\"]\n\x0fNodeReadRequest\x12\n\n\x02id\x18\x01 \x01(\x04\x12\x0f\n\x07\x61pi_key\x18\x02 \x01(\t\x12-\n\x03get\x18\x03 \x01(\x0b\x32 .alpcrun.v1.GetSharedDataRequest\"w\n\rNodeReadReply\x12\n\n\x02id\x18\x01 \x01(\x04\x12\x0c\n\x04\x63ode\x18\x02 \x01(\x05\x12\x0f\n\x07message\x18\x03 \x01(\t\x12\r\n\x05\x66ield\x18\x04 \x01(\t\x12,\n\x06header\x18\x05 \x01(\x0b\x32\x1c.alpcrun.v1.SharedDataHeader2\xd8\x02\n\x0c\x43\x65ntralCache\x12I\n\rSetSharedData\x12\x1b.alpcrun.v1.SharedDataChunk\x1a\x19.alpcrun.v1.SharedDataAck(\x01\x12L\n\x10UpdateSharedData\x12\x1b.alpcrun.v1.SharedDataChunk\x1a\x19.alpcrun.v1.SharedDataAck(\x01\x12P\n\rGetSharedData\x12 .alpcrun.v1.GetSharedDataRequest\x1a\x1b.alpcrun.v1.SharedDataChunk0\x01\x12]\n\x10\x44\x65leteSharedData\x12#.alpcrun.v1.DeleteSharedDataRequest\x1a$.alpcrun.v1.DeleteSharedDataResponse2\xb2\x01\n\tNodeCache\x12P\n\rGetSharedData\x12 .alpcrun.v1.GetSharedDataRequest\x1a\x1b.alpcrun.v1.SharedDataChunk0\x01\x12S\n\x12GetSharedDataUnary\x12 .alpcrun.v1.GetSharedDataRequest\x1a\x1b.alpcrun.v1.SharedDataChunkB&Z$alpcrun.dev/api/alpcrun/v1;alpcrunv1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -44,8 +44,12 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_DELETESHAREDDATAREQUEST']._serialized_end=421
   _globals['_DELETESHAREDDATARESPONSE']._serialized_start=423
   _globals['_DELETESHAREDDATARESPONSE']._serialized_end=496
-  _globals['_CENTRALCACHE']._serialized_start=499
-  _globals['_CENTRALCACHE']._serialized_end=843
-  _globals['_NODECACHE']._serialized_start=846
-  _globals['_NODECACHE']._serialized_end=1024
+  _globals['_NODEREADREQUEST']._serialized_start=498
+  _globals['_NODEREADREQUEST']._serialized_end=591
+  _globals['_NODEREADREPLY']._serialized_start=593
+  _globals['_NODEREADREPLY']._serialized_end=712
+  _globals['_CENTRALCACHE']._serialized_start=715
+  _globals['_CENTRALCACHE']._serialized_end=1059
+  _globals['_NODECACHE']._serialized_start=1062
+  _globals['_NODECACHE']._serialized_end=1240
 # @@protoc_insertion_point(module_scope)

@@ -178,3 +178,86 @@ class DeleteSharedDataResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___DeleteSharedDataResponse: _TypeAlias = DeleteSharedDataResponse  # noqa: Y015
+
+@_typing.final
+class NodeReadRequest(_message.Message):
+    """The node read path: a plain framed protocol the node agent also serves (TCP `read_port`,
+    3338 by default, and the Unix socket `read_socket`) for reads on the same node, where a
+    gRPC round trip costs several times the read itself. Only reads; the gRPC NodeCache
+    service stays the complete API. Wire format (docs/shared-data.md, "Node read path"):
+    every message is a frame, a 4-byte big-endian length then that many bytes of protobuf;
+    the client sends NodeReadRequest frames, the server answers each with a NodeReadReply
+    frame followed, when `code` is 0, by exactly `header.size_bytes` raw value bytes. Replies
+    carry the request's `id` and may come back in any order (a miss waits for its fetch while
+    hits behind it are answered).
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    API_KEY_FIELD_NUMBER: _builtins.int
+    GET_FIELD_NUMBER: _builtins.int
+    id: _builtins.int
+    """Chosen by the client, echoed in the reply."""
+    api_key: _builtins.str
+    """The API key (the `api_key` metadata of the gRPC services)."""
+    @_builtins.property
+    def get(self) -> Global___GetSharedDataRequest: ...
+    def __init__(
+        self,
+        *,
+        id: _builtins.int = ...,
+        api_key: _builtins.str = ...,
+        get: Global___GetSharedDataRequest | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["get", b"get"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["api_key", b"api_key", "get", b"get", "id", b"id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___NodeReadRequest: _TypeAlias = NodeReadRequest  # noqa: Y015
+
+@_typing.final
+class NodeReadReply(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    CODE_FIELD_NUMBER: _builtins.int
+    MESSAGE_FIELD_NUMBER: _builtins.int
+    FIELD_FIELD_NUMBER: _builtins.int
+    HEADER_FIELD_NUMBER: _builtins.int
+    id: _builtins.int
+    """The request's id; 0 for an error about the connection itself, after which the server
+    closes it (a frame that is too long or does not decode).
+    """
+    code: _builtins.int
+    """A gRPC status code number: 0 OK, 3 INVALID_ARGUMENT, 5 NOT_FOUND, 7 PERMISSION_DENIED,
+    8 RESOURCE_EXHAUSTED, 14 UNAVAILABLE, 16 UNAUTHENTICATED.
+    """
+    message: _builtins.str
+    """Why, when `code` is not 0."""
+    field: _builtins.str
+    """The request field at fault, for INVALID_ARGUMENT (as the `alpcrun-field` trailer)."""
+    @_builtins.property
+    def header(self) -> Global___SharedDataHeader:
+        """When `code` is 0: the value's header (ttl_ms: what the entry has left); the value's
+        `size_bytes` raw bytes follow the frame.
+        """
+
+    def __init__(
+        self,
+        *,
+        id: _builtins.int = ...,
+        code: _builtins.int = ...,
+        message: _builtins.str = ...,
+        field: _builtins.str = ...,
+        header: Global___SharedDataHeader | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["header", b"header"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["code", b"code", "field", b"field", "header", b"header", "id", b"id", "message", b"message"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___NodeReadReply: _TypeAlias = NodeReadReply  # noqa: Y015

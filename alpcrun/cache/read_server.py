@@ -1,0 +1,259 @@
+"""The node read path, server side: shared-data reads over a plain framed protocol.
+
+A worker on the node asks for (session, level) in a ``NodeReadRequest`` frame and gets a
+``NodeReadReply`` frame followed by the value's raw bytes (wire format in
+``protos/alpcrun/v1/cache.proto`` and docs/shared-data.md). It is the same read as the gRPC
+``NodeCache`` service — the same LRU, single-flight pull-through, API key, status codes and
+counters — without HTTP/2 and gRPC's threads, so a hit costs about a fifth of a gRPC call.
+
+Every connection is bounded: a request frame longer than :data:`MAX_REQUEST_FRAME` or one
+that does not decode gets an error reply (id 0) and the connection is closed; at most
+:data:`MAX_PENDING` misses wait for their fetch per connection, and reading pauses while the
+client does not read its replies, so a client cannot make the server buffer without bound.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import stat
+from collections.abc import Callable
+
+from google.protobuf.message import DecodeError
+
+from alpcrun._clock import Clock
+from alpcrun.cache.frames import FrameBuffer, frame
+from alpcrun.cache.lru import NodeEntry
+from alpcrun.cache.node import NodeCache
+from alpcrun.errors import AlpcrunError, ConfigError, InvalidArgument
+from alpcrun.proto import NodeReadReply, NodeReadRequest, SharedDataHeader
+from alpcrun.proto.status import to_status
+from alpcrun.queue_manager.auth import ApiKeys
+
+log = logging.getLogger("alpcrun.cache.read")
+
+MAX_REQUEST_FRAME = 64 * 1024
+"""Longest request frame accepted (a request is a key, a session id and a level)."""
+MAX_PENDING = 64
+"""Misses per connection waiting for their fetch before the server stops reading requests."""
+
+Answer = list[bytes]
+"""What to write for one request: the reply frame, then the value's chunks (if any)."""
+
+
+class NodeReadService:
+    """Answers ``NodeReadRequest`` messages from a :class:`NodeCache` (no I/O here)."""
+
+    def __init__(self, cache: NodeCache, clock: Clock, keys: ApiKeys | None) -> None:
+        self.cache = cache
+        self._clock = clock
+        self._keys = keys
+        self.requests = 0
+        """Requests answered (hits, misses and errors)."""
+        self.connections = 0
+        """Connections currently open."""
+
+    def answer_now(self, request: NodeReadRequest) -> Answer | None:
+        """A hit or an error, answered at once; None for a miss (then :meth:`answer_fetched`)."""
+        try:
+            if self._keys is not None:
+                self._keys.check(request.api_key)
+            entry = self.cache.cached(request.get.session_id, request.get.update_level)
+        except AlpcrunError as exc:
+            return self.error(request.id, exc)
+        return None if entry is None else self._value(request, entry)
+
+    async def answer_fetched(self, request: NodeReadRequest) -> Answer:
+        """The answer to a miss: the value fetched from the central cache, or the error."""
+        try:
+            entry = await self.cache.fetch(request.get.session_id, request.get.update_level)
+        except AlpcrunError as exc:
+            return self.error(request.id, exc)
+        return self._value(request, entry)
+
+    def _value(self, request: NodeReadRequest, entry: NodeEntry) -> Answer:
+        self.requests += 1
+        self.cache.bytes_served += entry.size
+        header = SharedDataHeader(
+            session_id=request.get.session_id,
+            update_level=request.get.update_level,
+            size_bytes=entry.size,
+            ttl_ms=max(1, int(entry.ttl_left(self._clock.monotonic()) * 1000)),
+        )
+        reply = NodeReadReply(id=request.id, header=header)
+        return [frame(reply.SerializeToString()), *entry.chunks]
+
+    def error(self, request_id: int, exc: AlpcrunError) -> Answer:
+        """The error reply for ``exc`` (status code as the gRPC service would send it)."""
+        self.requests += 1
+        code, message, trailers = to_status(exc)
+        field = next((value for key, value in trailers if key == "alpcrun-field"), "")
+        reply = NodeReadReply(id=request_id, code=code.value[0], message=message, field=field)
+        return [frame(reply.SerializeToString())]
+
+
+class _Connection(asyncio.Protocol):
+    """One client connection: requests parsed as they arrive, replies written as ready."""
+
+    def __init__(self, service: NodeReadService, track: set[_Connection]) -> None:
+        self._service = service
+        self._track = track
+        self._buffer = FrameBuffer(MAX_REQUEST_FRAME)
+        self._transport: asyncio.Transport | None = None
+        self._pending: set[asyncio.Task[None]] = set()
+        self._write_paused = False
+        self._read_paused = False
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self._transport = transport
+        self._track.add(self)
+        self._service.connections += 1
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._track.discard(self)
+        self._service.connections -= 1
+        for task in self._pending:
+            task.cancel()
+        self._transport = None
+
+    def close(self) -> None:
+        """Close the connection (replies already written are flushed first)."""
+        if self._transport is not None:
+            self._transport.close()
+
+    def data_received(self, data: bytes) -> None:
+        self._buffer.feed(data)
+        self._process()
+
+    def _process(self) -> None:
+        """Answer every whole request buffered, unless reading is paused."""
+        while not self._read_paused and self._transport is not None:
+            try:
+                body = self._buffer.frame()
+                if body is None:
+                    return
+                try:
+                    request = NodeReadRequest.FromString(body)
+                except DecodeError:
+                    raise InvalidArgument("a request frame is not a NodeReadRequest") from None
+            except AlpcrunError as exc:  # the stream cannot be trusted any more
+                self._transport.writelines(self._service.error(0, exc))
+                self._transport.close()
+                return
+            answer = self._service.answer_now(request)
+            if answer is not None:
+                self._transport.writelines(answer)
+            else:
+                task = asyncio.ensure_future(self._answer_later(request))
+                self._pending.add(task)
+                task.add_done_callback(self._fetched)
+                self._throttle()
+
+    async def _answer_later(self, request: NodeReadRequest) -> None:
+        answer = await self._service.answer_fetched(request)
+        if self._transport is not None and not self._transport.is_closing():
+            self._transport.writelines(answer)
+
+    def _fetched(self, task: asyncio.Task[None]) -> None:
+        self._pending.discard(task)
+        if not task.cancelled() and (exc := task.exception()) is not None:
+            log.error("node read failed unexpectedly", exc_info=exc)
+            if self._transport is not None:
+                self._transport.abort()
+            return
+        self._throttle()
+
+    def pause_writing(self) -> None:
+        self._write_paused = True
+        self._throttle()
+
+    def resume_writing(self) -> None:
+        self._write_paused = False
+        self._throttle()
+
+    def _throttle(self) -> None:
+        """Stop reading while the client does not read or too many misses wait; else read."""
+        if self._transport is None:
+            return
+        pause = self._write_paused or len(self._pending) >= MAX_PENDING
+        if pause and not self._read_paused:
+            self._read_paused = True
+            self._transport.pause_reading()
+        elif not pause and self._read_paused:
+            self._read_paused = False
+            self._transport.resume_reading()
+            self._process()  # requests that arrived before the pause
+
+
+class NodeReadServer:
+    """Listens for node-read connections on a TCP port and/or a Unix socket.
+
+    Args:
+        service: What answers the requests.
+        host: TCP host to bind (with ``port``).
+        port: TCP port (0: a free one); None: no TCP listener.
+        socket_path: Unix socket path; None: none.
+    """
+
+    def __init__(
+        self,
+        service: NodeReadService,
+        *,
+        host: str,
+        port: int | None,
+        socket_path: str | None,
+    ) -> None:
+        self.service = service
+        self._host = host
+        self._port = port
+        self._socket_path = socket_path
+        self._servers: list[asyncio.Server] = []
+        self._connections: set[_Connection] = set()
+        self._unix_bound = False
+        self.port: int | None = None
+        """The TCP port bound (None: no TCP listener)."""
+
+    def _factory(self) -> Callable[[], _Connection]:
+        return lambda: _Connection(self.service, self._connections)
+
+    async def start(self) -> None:
+        """Bind and listen."""
+        loop = asyncio.get_running_loop()
+        where = f"{self._host}:{self._port}"
+        try:
+            if self._port is not None:
+                tcp = await loop.create_server(self._factory(), self._host, self._port)
+                self._servers.append(tcp)
+                self.port = int(tcp.sockets[0].getsockname()[1])
+            if self._socket_path is not None:
+                where = f"unix:{self._socket_path}"
+                unix = await loop.create_unix_server(self._factory(), self._socket_path)
+                self._servers.append(unix)
+                self._unix_bound = True
+        except OSError as exc:
+            await self.stop()
+            raise ConfigError(f"the node read path cannot listen on {where}: {exc}") from exc
+
+    async def stop(self) -> None:
+        """Stop listening and close every connection."""
+        for server in self._servers:
+            server.close()
+        for conn in list(self._connections):
+            conn.close()
+        for server in self._servers:
+            await server.wait_closed()
+        if self._unix_bound and self._socket_path is not None:
+            self._unix_bound = False
+            with contextlib.suppress(OSError):
+                if stat.S_ISSOCK(os.lstat(self._socket_path).st_mode):  # still a socket
+                    os.unlink(self._socket_path)
+        self._servers = []
+
+    def __repr__(self) -> str:
+        return f"NodeReadServer(port={self.port}, socket={self._socket_path!r})"
+
+
+__all__ = ["MAX_PENDING", "MAX_REQUEST_FRAME", "NodeReadServer", "NodeReadService"]

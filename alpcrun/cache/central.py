@@ -15,7 +15,7 @@ from google.protobuf.message import DecodeError
 
 from alpcrun.cache.chunks import DEFAULT_CHUNK_BYTES, join, split
 from alpcrun.cache.sessions import OpenSessions
-from alpcrun.cache.ttl import SharedDataStore, SharedEntry
+from alpcrun.cache.ttl import SharedDataStore, SharedEntry, check_session_id
 from alpcrun.errors import AlpcrunError, InvalidArgument, Unavailable
 from alpcrun.proto import (
     CentralCacheServicer,
@@ -82,6 +82,7 @@ class CentralCacheService(CentralCacheServicer):
             nonlocal reserved
             if not self.accepting:
                 raise Unavailable("the central cache is shutting down")
+            check_session_id(header.session_id, "header.session_id")  # before asking anyone
             if self.sessions is not None and header.session_id:
                 await self.sessions.check(header.session_id)  # before any byte is reserved
             self.store.check_store(header.session_id, header.update_level, update=update)

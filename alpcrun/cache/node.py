@@ -22,6 +22,7 @@ from alpcrun.cache.chunks import DEFAULT_CHUNK_BYTES
 from alpcrun.cache.client import SharedDataClient
 from alpcrun.cache.lru import CacheKey, LruStatistics, NodeEntry, NodeLRU
 from alpcrun.cache.singleflight import SingleFlight
+from alpcrun.cache.ttl import check_session_id
 from alpcrun.errors import AlpcrunError, InvalidArgument, TransportError, Unavailable
 from alpcrun.proto import (
     GetSharedDataRequest,
@@ -87,6 +88,7 @@ class NodeCache:
         """
         if level < 1:
             raise InvalidArgument("update_level must be at least 1", field="update_level")
+        check_session_id(session_id)
         return self.lru.get((session_id, level))
 
     async def fetch(self, session_id: str, level: int) -> NodeEntry:

@@ -21,6 +21,7 @@ import heapq
 from dataclasses import dataclass, field
 
 from alpcrun._clock import Clock
+from alpcrun.constants import MAX_ID_LENGTH
 from alpcrun.errors import (
     InvalidArgument,
     NotFound,
@@ -30,6 +31,17 @@ from alpcrun.errors import (
 )
 
 MAX_LEVEL = (1 << 32) - 1
+
+
+def check_session_id(session_id: str, field: str = "session_id") -> None:
+    """Refuse a session id longer than any the grid makes (``MAX_ID_LENGTH`` characters)."""
+    if len(session_id) > MAX_ID_LENGTH:
+        raise InvalidArgument(
+            f"session_id is {len(session_id)} characters long; at most {MAX_ID_LENGTH}",
+            field=field,
+        )
+
+
 """Highest update level (the wire type is uint32)."""
 
 
@@ -132,6 +144,7 @@ class SharedDataStore:
         """Raise the error a set (or update) of ``level`` would get now."""
         if not session_id:
             raise InvalidArgument("session_id is required", field="header.session_id")
+        check_session_id(session_id, "header.session_id")
         if not 1 <= level <= MAX_LEVEL:
             raise InvalidArgument("update_level must be at least 1", field="header.update_level")
         sess = self._live(session_id)
@@ -199,6 +212,7 @@ class SharedDataStore:
         if level < 1:
             self._misses += 1
             raise InvalidArgument("update_level must be at least 1", field="update_level")
+        check_session_id(session_id)
         sess = self._live(session_id)
         entry = sess.levels.get(level) if sess is not None else None
         if entry is None or entry.expires_at <= self._clock.monotonic():

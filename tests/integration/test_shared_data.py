@@ -10,6 +10,7 @@ import pytest
 
 from alpcrun import proto
 from alpcrun.cache.client import SharedDataClient
+from alpcrun.cache.read_client import NodeReadClient
 from alpcrun.errors import (
     InvalidArgument,
     NotFound,
@@ -88,6 +89,37 @@ async def test_bad_input_gets_documented_errors_and_stores_nothing():
             await c.get("s", 1)
         st = cc.store.statistics()
         assert (st.entries, st.bytes_used, st.bytes_reserved) == (1, 1, 0)
+
+
+async def test_an_overlong_session_id_is_invalid_argument_everywhere(tmp_path):
+    """An id longer than any the grid makes is refused by name, not echoed into the status."""
+    sid = "s" * 20_000
+    async with (
+        running_central_cache() as cc,
+        running_node_agent(cc.address, read_socket=f"{tmp_path}/r.sock") as na,
+        insecure_channel(cc.address) as cch,
+        insecure_channel(na.address) as nch,
+    ):
+        central, node = client(cch), SharedDataClient(nch, api_key=KEY, node=True)
+        with pytest.raises(InvalidArgument) as exc:
+            await central.set(sid, b"x")
+        assert exc.value.field == "header.session_id"
+        assert "20000 characters long; at most 128" in str(exc.value)
+        for reader in (central, node):
+            with pytest.raises(InvalidArgument) as exc:
+                await reader.get(sid, 1)
+            assert exc.value.field == "session_id"
+        fast = NodeReadClient(na.read_address, api_key=KEY)
+        try:
+            with pytest.raises(InvalidArgument) as exc:
+                await fast.get(sid, 1)
+            assert exc.value.field == "session_id"
+            await central.set("s" * 128, b"ok")  # the longest id accepted
+            assert (await fast.get("s" * 128, 1)).value == b"ok"
+        finally:
+            await fast.aclose()
+        assert na.cache is not None
+        assert na.cache.statistics().central_fetches == 1  # the long id never left the node
 
 
 async def _chunks(*items: proto.SharedDataChunk, hang: asyncio.Event | None = None):

@@ -152,3 +152,15 @@ def test_set_allowed_again_once_everything_expired():
     clock.advance(2)
     put(store, "s", 1, b"b")  # the old record is gone with its last level
     assert store.get("s", 1).value == b"b"
+
+
+def test_session_ids_longer_than_128_characters_are_refused_by_name():
+    store, _ = make()
+    with pytest.raises(InvalidArgument, match="129 characters long; at most 128") as exc:
+        store.check_store("s" * 129, 1, update=False)
+    assert exc.value.field == "header.session_id"
+    with pytest.raises(InvalidArgument) as exc:
+        store.get("s" * 129, 1)
+    assert exc.value.field == "session_id"
+    put(store, "s" * 128, 1, b"v")
+    assert store.get("s" * 128, 1).value == b"v"

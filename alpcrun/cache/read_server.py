@@ -8,8 +8,10 @@ counters — without HTTP/2 and gRPC's threads, so a hit costs about a fifth of 
 
 Every connection is bounded: a request frame longer than :data:`MAX_REQUEST_FRAME` or one
 that does not decode gets an error reply (id 0) and the connection is closed; at most
-:data:`MAX_PENDING` misses wait for their fetch per connection, and reading pauses while the
-client does not read its replies, so a client cannot make the server buffer without bound.
+:data:`MAX_PENDING` misses wait for their fetch per connection; while the client does not
+read its replies, reading requests pauses and fetched answers wait, so one value at most
+sits in the write buffer beyond its limit and a client cannot make the server buffer without
+bound.
 """
 
 from __future__ import annotations
@@ -105,6 +107,8 @@ class _Connection(asyncio.Protocol):
         self._pending: set[asyncio.Task[None]] = set()
         self._write_paused = False
         self._read_paused = False
+        self._writable = asyncio.Event()  # set while the transport takes more writes
+        self._writable.set()
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
@@ -154,6 +158,10 @@ class _Connection(asyncio.Protocol):
 
     async def _answer_later(self, request: NodeReadRequest) -> None:
         answer = await self._service.answer_fetched(request)
+        # Fetched answers wait for the client to read, so at most one value at a time sits
+        # in the write buffer above its limit however many misses completed together.
+        while self._write_paused:
+            await self._writable.wait()
         if self._transport is not None and not self._transport.is_closing():
             self._transport.writelines(answer)
 
@@ -168,10 +176,12 @@ class _Connection(asyncio.Protocol):
 
     def pause_writing(self) -> None:
         self._write_paused = True
+        self._writable.clear()
         self._throttle()
 
     def resume_writing(self) -> None:
         self._write_paused = False
+        self._writable.set()
         self._throttle()
 
     def _throttle(self) -> None:

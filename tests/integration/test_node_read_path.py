@@ -459,6 +459,30 @@ async def test_a_client_that_does_not_read_pauses_the_server():
         assert service.requests == n + 1
 
 
+async def test_misses_answered_together_wait_for_an_unread_client_one_value_at_a_time():
+    """64 misses of one 1 MiB value complete at once; with the client not reading, the
+    server's write buffer holds about one value, not 64 (the kernel's buffers take a few)."""
+    value = os.urandom(MIB)
+    n = 64
+    async with agent() as (_, na, central):
+        await central.set("s", value)
+        assert na.read_server is not None
+        async with raw(na) as (r, w):
+            w.write(wire(*(request(i + 1) for i in range(n))))  # all misses: one fetch
+            await w.drain()
+            await asyncio.sleep(0.5)
+            [conn] = na.read_server._connections
+            assert conn._transport is not None
+            assert conn._transport.get_write_buffer_size() <= 2 * MIB
+            ids = []
+            for _ in range(n):
+                reply, got = await asyncio.wait_for(read_reply(r), 5)
+                assert got == value
+                ids.append(reply.id)
+        assert sorted(ids) == list(range(1, n + 1))
+        assert fetches(na) == 1
+
+
 async def test_central_cache_down_hits_served_misses_unavailable():
     async with running_central_cache() as cc:
         async with insecure_channel(cc.address) as cch:

@@ -126,6 +126,16 @@ class NodeCache:
         )
 
 
+def entry_header(request: GetSharedDataRequest, entry: NodeEntry, now: float) -> SharedDataHeader:
+    """The header a reader gets for ``entry``: its size and the TTL it has left at ``now``."""
+    return SharedDataHeader(
+        session_id=request.session_id,
+        update_level=request.update_level,
+        size_bytes=entry.size,
+        ttl_ms=max(1, int(entry.ttl_left(now) * 1000)),
+    )
+
+
 class NodeCacheService(NodeCacheServicer):
     """The NodeCache gRPC service over a :class:`NodeCache`."""
 
@@ -135,12 +145,7 @@ class NodeCacheService(NodeCacheServicer):
         self.chunk_bytes = chunk_bytes
 
     def _header(self, request: GetSharedDataRequest, entry: NodeEntry) -> SharedDataHeader:
-        return SharedDataHeader(
-            session_id=request.session_id,
-            update_level=request.update_level,
-            size_bytes=entry.size,
-            ttl_ms=max(1, int(entry.ttl_left(self._clock.monotonic()) * 1000)),
-        )
+        return entry_header(request, entry, self._clock.monotonic())
 
     async def GetSharedDataUnary(
         self, request: GetSharedDataRequest, context: Context

@@ -17,6 +17,7 @@ from google.protobuf.message import DecodeError
 
 from alpcrun.cache.client import SharedValue
 from alpcrun.cache.frames import FrameBuffer, frame
+from alpcrun.cache.ttl import MAX_LEVEL
 from alpcrun.errors import (
     AlpcrunError,
     DeadlineExceeded,
@@ -30,7 +31,6 @@ from alpcrun.proto.status import from_status, status_code
 
 MAX_REPLY_FRAME = 64 * 1024
 """Longest reply frame accepted (the value's bytes follow the frame and are not counted)."""
-_MAX_LEVEL = (1 << 32) - 1
 
 Reply = tuple[NodeReadReply, bytes]
 
@@ -202,9 +202,9 @@ class NodeReadClient:
         self, session_id: str, level: int, *, deadline_s: float | None = None
     ) -> SharedValue:
         """The exact ``level`` of the session's shared data (``deadline_s``: time limit)."""
-        if not 1 <= level <= _MAX_LEVEL:
+        if not 1 <= level <= MAX_LEVEL:
             raise InvalidArgument(
-                f"update_level must be between 1 and {_MAX_LEVEL}", field="update_level"
+                f"update_level must be between 1 and {MAX_LEVEL}", field="update_level"
             )
         conn = await self._connection()
         request_id = next(self._ids)

@@ -28,9 +28,10 @@ from google.protobuf.message import DecodeError
 from alpcrun._clock import Clock
 from alpcrun.cache.frames import FrameBuffer, frame
 from alpcrun.cache.lru import NodeEntry
-from alpcrun.cache.node import NodeCache
+from alpcrun.cache.node import NodeCache, entry_header
+from alpcrun.constants import MD_ERROR_FIELD
 from alpcrun.errors import AlpcrunError, ConfigError, InvalidArgument
-from alpcrun.proto import NodeReadReply, NodeReadRequest, SharedDataHeader
+from alpcrun.proto import NodeReadReply, NodeReadRequest
 from alpcrun.proto.status import to_status
 from alpcrun.queue_manager.auth import ApiKeys
 
@@ -78,12 +79,7 @@ class NodeReadService:
     def _value(self, request: NodeReadRequest, entry: NodeEntry) -> Answer:
         self.requests += 1
         self.cache.bytes_served += entry.size
-        header = SharedDataHeader(
-            session_id=request.get.session_id,
-            update_level=request.get.update_level,
-            size_bytes=entry.size,
-            ttl_ms=max(1, int(entry.ttl_left(self._clock.monotonic()) * 1000)),
-        )
+        header = entry_header(request.get, entry, self._clock.monotonic())
         reply = NodeReadReply(id=request.id, header=header)
         return [frame(reply.SerializeToString()), *entry.chunks]
 
@@ -91,7 +87,7 @@ class NodeReadService:
         """The error reply for ``exc`` (status code as the gRPC service would send it)."""
         self.requests += 1
         code, message, trailers = to_status(exc)
-        field = next((value for key, value in trailers if key == "alpcrun-field"), "")
+        field = next((value for key, value in trailers if key == MD_ERROR_FIELD), "")
         reply = NodeReadReply(id=request_id, code=code.value[0], message=message, field=field)
         return [frame(reply.SerializeToString())]
 
@@ -105,7 +101,6 @@ class _Connection(asyncio.Protocol):
         self._buffer = FrameBuffer(MAX_REQUEST_FRAME)
         self._transport: asyncio.Transport | None = None
         self._pending: set[asyncio.Task[None]] = set()
-        self._write_paused = False
         self._read_paused = False
         self._writable = asyncio.Event()  # set while the transport takes more writes
         self._writable.set()
@@ -160,7 +155,7 @@ class _Connection(asyncio.Protocol):
         answer = await self._service.answer_fetched(request)
         # Fetched answers wait for the client to read, so at most one value at a time sits
         # in the write buffer above its limit however many misses completed together.
-        while self._write_paused:
+        while not self._writable.is_set():
             await self._writable.wait()
         if self._transport is not None and not self._transport.is_closing():
             self._transport.writelines(answer)
@@ -175,12 +170,10 @@ class _Connection(asyncio.Protocol):
         self._throttle()
 
     def pause_writing(self) -> None:
-        self._write_paused = True
         self._writable.clear()
         self._throttle()
 
     def resume_writing(self) -> None:
-        self._write_paused = False
         self._writable.set()
         self._throttle()
 
@@ -188,7 +181,7 @@ class _Connection(asyncio.Protocol):
         """Stop reading while the client does not read or too many misses wait; else read."""
         if self._transport is None:
             return
-        pause = self._write_paused or len(self._pending) >= MAX_PENDING
+        pause = not self._writable.is_set() or len(self._pending) >= MAX_PENDING
         if pause and not self._read_paused:
             self._read_paused = True
             self._transport.pause_reading()

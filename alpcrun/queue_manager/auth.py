@@ -57,7 +57,7 @@ class ApiKeys:
 
 
 def api_keys(api_key: SecretStr | None, *, auth_disabled: bool) -> ApiKeys | None:
-    """The keys a server checks, as :func:`server_interceptors` does; None: no checks."""
+    """The keys a server checks (None: no checks): one key, unless auth is off or none is set."""
     if api_key is not None and not auth_disabled:
         return ApiKeys([api_key.get_secret_value()])
     return None
@@ -72,8 +72,8 @@ class ApiKeyInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]  
     not decode is INVALID_ARGUMENT rather than UNKNOWN.
     """
 
-    def __init__(self, api_keys: list[str]) -> None:
-        self._keys = ApiKeys(api_keys)
+    def __init__(self, keys: ApiKeys) -> None:
+        self._keys = keys
         self._guarded = GuardedHandlers()
 
     async def intercept_service(
@@ -109,6 +109,5 @@ def server_interceptors(api_key: SecretStr | None, *, auth_disabled: bool) -> li
 
     Either interceptor turns a request that does not decode into INVALID_ARGUMENT.
     """
-    if api_key is not None and not auth_disabled:
-        return [ApiKeyInterceptor([api_key.get_secret_value()])]
-    return [DecodeGuardInterceptor()]
+    keys = api_keys(api_key, auth_disabled=auth_disabled)
+    return [ApiKeyInterceptor(keys)] if keys is not None else [DecodeGuardInterceptor()]

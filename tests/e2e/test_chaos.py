@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import random
 import signal
+import subprocess
 import threading
 import time
 
@@ -47,10 +48,19 @@ class _Killer(threading.Thread):
         self.kills = 0
         self.stop = threading.Event()
 
+    def _registered(self, proc: subprocess.Popen[bytes]) -> bool:
+        """Whether the queue manager knows the worker (its pod defaults to the pid)."""
+        pods = {w.pod for w in list_workers(self.grid.address, self.grid.api_key)}
+        return str(proc.pid) in pods
+
     def run(self) -> None:
         rng = random.Random(7)
         while not self.stop.wait(self.every):
             victim = rng.choice(self.workers)
+            # A replacement killed before it registered would be no lost worker to count.
+            while not self._registered(victim):
+                if self.stop.wait(0.05):
+                    return
             victim.send_signal(signal.SIGKILL)
             victim.wait()
             self.kills += 1

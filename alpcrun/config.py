@@ -2,14 +2,17 @@
 
 Precedence, highest first: explicit overrides (CLI flags) > environment variables > the YAML
 file > defaults. The YAML file (``--config FILE`` or ``ALPCRUNCH_CONFIG``) may hold a section per
-process (``queue_manager``, ``worker``, ``client``); top-level keys apply to every process that
-has such a setting. ALPCRUN.CH's documented keys are accepted as aliases (``loglevel``,
-``bufferSize``, ``queueType``, ``schedulerInterval``, ``workerTimeout``, ...). Durations take
-Go-style strings (``"60s"``, ``"1m30s"``, ``"250ms"``) or seconds.
+process (``queue_manager``, ``worker``, ``client``, ...); top-level keys apply to every process
+that has such a setting, and a top-level key that is neither a section nor a setting of any
+process is an error (one file may serve every process). ALPCRUN.CH's documented keys are
+accepted as aliases (``loglevel``, ``bufferSize``, ``queueType``, ``schedulerInterval``,
+``workerTimeout``, ...). Durations take Go-style strings (``"60s"``, ``"1m30s"``, ``"250ms"``)
+or seconds.
 """
 
 from __future__ import annotations
 
+import difflib
 import os
 import re
 import socket
@@ -433,6 +436,73 @@ class NodeAgentSettings(_CacheServer):
 
 S = TypeVar("S", bound=_Base)
 
+_PROCESSES: tuple[type[_Base], ...] = (
+    QueueManagerSettings,
+    WorkerSettings,
+    ClientSettings,
+    CentralCacheSettings,
+    NodeAgentSettings,
+)
+# Processes whose settings live outside this module (they import it), by section and fields,
+# so that a file shared with them reads the same in a process that never imports them.
+# tests/unit/test_config_file.py keeps this in step with alpcrun.scaler.settings.ScalerSettings.
+_OTHER_PROCESSES: dict[str, frozenset[str]] = {
+    "scaler": frozenset(
+        {
+            *_Base.model_fields,
+            "deployment",
+            "namespace",
+            "metrics_url",
+            "metric",
+            "app_id",
+            "per_replica",
+            "min_replicas",
+            "max_replicas",
+            "interval",
+            "scale_down_window",
+            "max_step_up",
+            "max_step_down",
+            "kubeconfig",
+            "host",
+            "metrics_port",
+        }
+    ),
+}
+_SECTIONS: tuple[str, ...] = (*(cls.section for cls in _PROCESSES), *_OTHER_PROCESSES)
+"""The YAML file's process sections (``queue_manager:``, ``worker:``, ...)."""
+
+
+def _top_level_keys() -> frozenset[str]:
+    """Every key the YAML file may hold at its top level.
+
+    One file may serve every process, so a key is valid when it is a section or a setting of
+    any process (its field name or ALPCRUN.CH alias), not only of the process reading it.
+    """
+    settings = {name for cls in _PROCESSES for name in cls.model_fields}
+    settings.update(*_OTHER_PROCESSES.values())
+    aliases = {alias for alias, name in _ALIASES.items() if name in settings}
+    return frozenset({*_SECTIONS, *settings, *aliases})
+
+
+def _check_top_level(raw: dict[Any, Any], path: str | Path) -> None:
+    """Refuse a top-level key no process reads, naming it and the file."""
+    valid = _top_level_keys()
+    for key, value in raw.items():
+        name = str(key)
+        if name not in valid:
+            close = difflib.get_close_matches(name, sorted(valid), n=3)
+            hint = f" (did you mean {' or '.join(map(repr, close))}?)" if close else ""
+            raise ConfigError(
+                f"config file {path}: unknown top-level key {name!r}{hint}; a top-level key is "
+                f"a section ({', '.join(_SECTIONS)}) or a setting of any process "
+                "(`alpcrun config show --process P` lists them)"
+            )
+        if isinstance(value, dict) and name not in _SECTIONS and name != "labels":
+            raise ConfigError(
+                f"config file {path}: top-level key {name!r} is a setting, not a section, "
+                f"and cannot hold a mapping (sections: {', '.join(_SECTIONS)})"
+            )
+
 
 def read_yaml(path: str | Path | None, cls: type[_Base]) -> dict[str, Any]:
     """Read the YAML config file and return the values that concern ``cls``."""
@@ -446,6 +516,7 @@ def read_yaml(path: str | Path | None, cls: type[_Base]) -> dict[str, Any]:
         raise ConfigError(f"cannot read config file {path}: {exc}") from exc
     if not isinstance(raw, dict):
         raise ConfigError(f"config file {path} must hold a mapping")
+    _check_top_level(raw, path)
     fields = set(cls.model_fields)
     data = {
         _ALIASES.get(str(k), str(k)): v

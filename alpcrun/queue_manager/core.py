@@ -1,44 +1,57 @@
-"""The queue manager's sans-I/O core: sessions, workers, binding and the tick.
+"""The queue manager's sans-I/O core: the events the gRPC shell reports, routed to their owners.
 
 Every method is synchronous and non-blocking; connections are reached only through the
-outlets of :mod:`alpcrun.queue_manager.outlets`, durability only through a
-:class:`~alpcrun.queue_manager.journal.Journal`. The gRPC shell calls in on events and on
-the scheduler tick; tests drive it with a fake clock and recording outlets. The task data
-path (dispatch, attempts, results, dead letters) is :mod:`alpcrun.queue_manager.delivery`.
+outlets of :mod:`alpcrun.queue_manager.outlets`, durability only through the
+:class:`~alpcrun.queue_manager.ledger.Ledger`. The gRPC shell calls in on events and on the
+scheduler tick; tests drive it with a fake clock and recording outlets.
+
+:class:`QueueCore` owns no policy. It composes the collaborators, each of which owns one:
+
+========================================================  =========================================
+:class:`~alpcrun.queue_manager.sessions.SessionTable`      sessions, their lifecycle and queues
+:class:`~alpcrun.queue_manager.workers.WorkerRegistry`     workers, heartbeats, bind and unbind
+:class:`~alpcrun.queue_manager.scheduler.Scheduler`        which worker is bound to which session
+:class:`~alpcrun.queue_manager.dispatch.Dispatcher`        which batch goes to which bound worker
+:class:`~alpcrun.queue_manager.attempts.Attempts`          outcomes of attempts: retries, timeouts
+:class:`~alpcrun.queue_manager.result_delivery.ResultDelivery`  results to the client, acks
+:class:`~alpcrun.queue_manager.letters.DeadLetterOffice`   dead letters, resubmit and discard
+:class:`~alpcrun.queue_manager.ledger.Ledger`              running totals and the journal
+========================================================  =========================================
+
+and decides when the scheduler should run again (``on_schedule_needed``).
 """
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Callable, Iterable
 
-from ulid import ULID
-
 from alpcrun._clock import Clock, MonotonicClock
-from alpcrun.constants import MAX_ID_LENGTH
-from alpcrun.errors import SessionClosed, SessionNotFound, WorkerNotFound
-from alpcrun.proto import (
-    SessionAttributes,
-    SessionState,
-    WorkerInstruction,
-    WorkerRegistration,
-)
-from alpcrun.queue_manager.attributes import SessionConfig, apply, resolve_new
-from alpcrun.queue_manager.deadletters import resubmit_batches
-from alpcrun.queue_manager.delivery import LOST_ERROR, Delivery
-from alpcrun.queue_manager.journal import Journal, NullJournal
+from alpcrun.proto import Batch, SessionAttributes, WorkerRegistration
+from alpcrun.queue_manager.attempts import Attempts
+from alpcrun.queue_manager.dispatch import Dispatcher
+from alpcrun.queue_manager.journal import Journal
+from alpcrun.queue_manager.ledger import Ledger
+from alpcrun.queue_manager.letters import DeadLetterOffice
 from alpcrun.queue_manager.limits import CoreLimits
 from alpcrun.queue_manager.outlets import ClientOutlet, WorkerControl, WorkerData
-from alpcrun.queue_manager.queues import TaskQueue
 from alpcrun.queue_manager.records import SessionRecord, WorkerPhase, WorkerRecord
+from alpcrun.queue_manager.result_delivery import ResultDelivery
 from alpcrun.queue_manager.scheduler import Action, Bind, Scheduler, Unbind, UnbindReason
-from alpcrun.queue_manager.stats import CoreStatistics, collect
+from alpcrun.queue_manager.sessions import SessionTable
+from alpcrun.queue_manager.stats import CoreCounters, CoreStatistics, collect
+from alpcrun.queue_manager.workers import WorkerRegistry
 
-_INSTR = WorkerInstruction
 
+class QueueCore:
+    """Sessions, workers and the batch data path, without I/O.
 
-class QueueCore(Delivery):
-    """Sessions, workers and the batch data path, without I/O."""
+    Args:
+        limits: Bounds and timings.
+        clock: Time (a fake one in tests).
+        scheduler: The binding policy.
+        journal: Where durable changes go (none: state lives in memory only).
+        on_schedule_needed: Called when the scheduler should run soon (the shell coalesces).
+    """
 
     def __init__(
         self,
@@ -52,133 +65,152 @@ class QueueCore(Delivery):
         self.limits = limits or CoreLimits()
         self.clock = clock or MonotonicClock()
         self.scheduler = scheduler or Scheduler()
-        self.journal = journal or NullJournal()
         self._on_schedule_needed = on_schedule_needed
-        self.sessions: dict[str, SessionRecord] = {}
-        self.workers: dict[str, WorkerRecord] = {}
-        self._dispatch_ids = itertools.count(1)
-        self._keys = itertools.count(1)
-        self._session_seq = itertools.count(1)
-        self.dispatched_batches = 0
-        self.binds = 0
-        self.unbinds = 0
-        self.unbinds_by_reason: dict[str, int] = {}
-        self.sessions_expired = 0
-        self.workers_lost = 0
-        self.total_submitted = 0
-        self.total_completed = 0
-        self.total_failed = 0
-        self.retried_tasks = 0
-        self.timed_out_attempts = 0
-        self.duplicate_results = 0
-        self.duplicate_batches = 0
+        self.ledger = Ledger(journal)
+        counters = self.ledger.counters
+        self.table = SessionTable(limits=self.limits, clock=self.clock, ledger=self.ledger)
+        self.sessions = self.table.sessions
+        self.dispatcher = Dispatcher(limits=self.limits, clock=self.clock, counters=counters)
+        self.results = ResultDelivery(
+            clock=self.clock, ledger=self.ledger, dispatcher=self.dispatcher
+        )
+        self.letters = DeadLetterOffice(clock=self.clock, ledger=self.ledger)
+        self.attempts = Attempts(
+            clock=self.clock,
+            sessions=self.sessions,
+            ledger=self.ledger,
+            dispatcher=self.dispatcher,
+            results=self.results,
+            letters=self.letters,
+        )
+        self.registry = WorkerRegistry(
+            limits=self.limits,
+            clock=self.clock,
+            sessions=self.sessions,
+            attempts=self.attempts,
+            counters=counters,
+        )
+        self.workers = self.registry.workers
+
+    # ------------------------------------------------------------------ totals
+    @property
+    def journal(self) -> Journal:
+        """The journal durable changes go to."""
+        return self.ledger.journal
+
+    @property
+    def counters(self) -> CoreCounters:
+        """Running totals (sessions come and go; these do not)."""
+        return self.ledger.counters
+
+    @property
+    def total_submitted(self) -> int:
+        """Tasks accepted since start (recovered sessions included)."""
+        return self.counters.submitted
+
+    @property
+    def workers_lost(self) -> int:
+        """Workers lost since start."""
+        return self.counters.workers_lost
+
+    @property
+    def sessions_expired(self) -> int:
+        """Sessions closed by expiry since start."""
+        return self.counters.sessions_expired
+
+    @property
+    def binds(self) -> int:
+        """Binds since start."""
+        return self.counters.binds
+
+    @property
+    def unbinds_by_reason(self) -> dict[str, int]:
+        """Unbinds since start, by reason."""
+        return self.counters.unbinds_by_reason
+
+    def statistics(self) -> CoreStatistics:
+        """Counts for metrics and the admin API."""
+        return collect(self.sessions.values(), self.workers.values(), self.counters)
 
     # ------------------------------------------------------------------ sessions
     def create_session(self, attrs: SessionAttributes) -> SessionRecord:
         """Validate attributes and create a session with a new ULID."""
-        config = resolve_new(attrs, default_fifo=self.limits.default_fifo)
-        sid = str(ULID())
-        record = SessionRecord(
-            id=sid,
-            config=config,
-            created_at=self.clock.time(),
-            last_activity=self.clock.monotonic(),
-            queue=TaskQueue(fifo=config.fifo),
-            seq=next(self._session_seq),
-        )
-        if self.journal.enabled:
-            record.results.limit = 0  # results wait until the journal has them
-        self.sessions[sid] = record
-        self.journal.session_changed(record)
-        return record
+        return self.table.create(attrs)
 
     def adopt_session(self, record: SessionRecord) -> None:
         """Take in a session recovered from the journal (before serving)."""
-        self.sessions[record.id] = record
-        record.seq = next(self._session_seq)
-        self.total_submitted += record.submitted
-        self.total_completed += record.completed
-        self.total_failed += record.failed
+        self.table.adopt(record)
 
     def reserve_keys(self, last_key: int) -> None:
         """Number new queued batches after ``last_key`` (recovered ones keep theirs)."""
-        self._keys = itertools.count(last_key + 1)
+        self.ledger.reserve_keys(last_key)
 
     def session(self, session_id: str) -> SessionRecord:
         """The session with this id, or SessionNotFound."""
-        try:
-            return self.sessions[session_id]
-        except KeyError:
-            raise SessionNotFound(f"session {session_id[:MAX_ID_LENGTH]!r} not found") from None
+        return self.table.get(session_id)
 
     def open_session(self, session_id: str) -> SessionRecord:
         """The session with this id; SessionClosed if it is closed."""
-        record = self.session(session_id)
-        if record.closed:
-            raise SessionClosed(f"session {session_id} is closed")
-        return record
+        return self.table.open(session_id)
 
     def update_session(self, session_id: str, attrs: SessionAttributes) -> SessionRecord:
         """Apply changed attributes live."""
-        record = self.open_session(session_id)
-        config: SessionConfig = apply(record.config, attrs)
-        record.config = config
-        self.journal.session_changed(record)
-        record.queue.set_fifo(config.fifo)
-        for w in record.workers.values():
-            w.window = config.max_inflight_batches_per_worker
-        self._touch(record)
-        self._dispatch(record)
+        record = self.table.update(session_id, attrs)
+        self.dispatcher.dispatch(record)
         self._on_schedule_needed()
         return record
 
     def close_session(self, session_id: str, reason: str = "closed") -> tuple[SessionRecord, int]:
         """Close a session: discard queued tasks, unbind workers, end its client stream."""
-        record = self.session(session_id)
+        record = self.table.get(session_id)
         if record.closed:
             return record, 0
-        record.state = SessionState.SESSION_STATE_CLOSED
-        record.close_reason = reason
-        record.closed_at = self.clock.monotonic()
-        drained = record.queue.drain() + [item for _, _, item in record.delayed]
-        record.delayed.clear()
-        for item in drained:
-            self.journal.batch_removed(item)
-        discarded = sum(item.ntasks for item in drained)
-        record.discarded += discarded + record.inflight_tasks
-        self.journal.session_changed(record)
+        discarded = self.table.close(record, reason)
         for w in list(record.workers.values()):
             if w.phase is WorkerPhase.BOUND:
-                self._unbind(w, record, UnbindReason.CLOSED)
+                self.registry.unbind(w, record, UnbindReason.CLOSED)
         if record.client is not None:
             record.client.close()
         self._on_schedule_needed()
-        return record, discarded + record.inflight_tasks
+        return record, discarded
 
     def attach_client(self, session_id: str, outlet: ClientOutlet) -> SessionRecord:
         """Attach a client stream; a previously attached one is superseded.
 
         Result batches written to earlier streams and not acknowledged are queued again.
         """
-        record = self.open_session(session_id)
-        old, record.client = record.client, outlet
-        if old is not None:
-            old.close(superseded=True)
-        self._touch(record)
-        record.results.rewind()
-        if record.results.undelivered:
-            outlet.results_ready()
-        return record
+        return self.table.attach(session_id, outlet)
 
     def detach_client(self, session_id: str, outlet: ClientOutlet) -> None:
         """The client stream ended; close the session if it asked for cleanup on exit."""
-        record = self.sessions.get(session_id)
-        if record is None or record.client is not outlet:
+        record = self.table.detach(session_id, outlet)
+        if record is not None:
+            self.close_session(record.id, "client_exit")
+
+    # ------------------------------------------------------------------ client data path
+    def submit(self, record: SessionRecord, batch: Batch, nbytes: int = -1) -> None:
+        """Queue a client batch (validated; the tasks are not unpacked) and dispatch.
+
+        A batch whose id the session still knows is a resend after a reconnect: ignored and
+        counted. ``nbytes`` is its serialized size when the caller has it already.
+        """
+        if not self.table.accept(record, batch, nbytes):
             return
-        record.client = None
-        self._touch(record)
-        if record.config.cleanup_on_client_exit and not record.closed:
-            self.close_session(session_id, "client_exit")
+        self.dispatcher.dispatch(record)
+        if record.active_workers() < record.wanted_workers():
+            self._on_schedule_needed()
+
+    def has_room(self, record: SessionRecord) -> bool:
+        """Whether the session's queue accepts more batches without exceeding its bounds."""
+        return self.dispatcher.has_room(record)
+
+    def results_written(self, record: SessionRecord, seq: int, *, keep: bool) -> None:
+        """The result batch ``seq`` was written to the client; ``keep`` it until acked."""
+        self.results.written(record, seq, keep=keep)
+
+    def ack_results(self, record: SessionRecord, seq: int) -> None:
+        """The client confirmed every result batch up to ``seq``."""
+        self.results.ack(record, seq)
 
     # ------------------------------------------------------------------ dead letters
     def resubmit_dead_letters(
@@ -189,110 +221,57 @@ class QueueCore(Delivery):
         Without ``reset_attempts`` a task keeps its attempt count but gets at least one more
         attempt. Returns how many were resubmitted and the named ids that were not letters.
         """
-        record = self.open_session(session_id)
-        taken, missing = record.dead_letters.take(task_ids)
-        if not taken:
-            return 0, missing
-        cap = record.config.max_attempts - 1
-        for item in resubmit_batches(record.id, taken, reset_attempts, cap, self._keys):
-            record.known[item.batch.id] = item.ntasks
-            record.queue.push(item)
-            self.journal.batch_added(record, item)
-        record.failed -= len(taken)
-        self.total_failed -= len(taken)
-        self.journal.letters_removed(record, [e.task.id for e in taken])
-        self._touch(record)
-        self._dispatch(record)
-        self._on_schedule_needed()
-        return len(taken), missing
+        record = self.table.open(session_id)
+        count, missing = self.letters.resubmit(record, task_ids, reset_attempts=reset_attempts)
+        if count:
+            record.touch(self.clock.monotonic())
+            self.dispatcher.dispatch(record)
+            self._on_schedule_needed()
+        return count, missing
 
     def discard_dead_letters(
         self, session_id: str, task_ids: list[str] | None
     ) -> tuple[int, list[str]]:
         """Drop dead letters for good (all when ``task_ids`` is None)."""
-        record = self.session(session_id)
-        taken, missing = record.dead_letters.take(task_ids)
-        if taken:
-            self.journal.letters_removed(record, [e.task.id for e in taken])
-        return len(taken), missing
+        return self.letters.discard(self.table.get(session_id), task_ids)
 
     # ------------------------------------------------------------------ workers
     def register_worker(self, reg: WorkerRegistration, control: WorkerControl) -> WorkerRecord:
         """Register a worker and send it REGISTERED with its id."""
-        wid = str(ULID())
-        worker = WorkerRecord(
-            id=wid,
-            node=reg.node[:MAX_ID_LENGTH],
-            pod=reg.pod[:MAX_ID_LENGTH],
-            labels=dict(reg.labels),
-            concurrency=max(1, reg.concurrency),
-            control=control,
-            connected_at=self.clock.time(),
-            last_seen=self.clock.monotonic(),
-        )
-        self.workers[wid] = worker
-        control.send(
-            _INSTR(
-                type=_INSTR.TYPE_REGISTERED,
-                worker_id=wid,
-                heartbeat_interval_ms=round(self.limits.heartbeat_interval_s * 1000),
-            )
-        )
+        worker = self.registry.register(reg, control)
         self._on_schedule_needed()
         return worker
 
     def worker(self, worker_id: str) -> WorkerRecord:
         """The registered worker with this id, or WorkerNotFound."""
-        try:
-            return self.workers[worker_id]
-        except KeyError:
-            raise WorkerNotFound(
-                f"worker {worker_id[:MAX_ID_LENGTH]!r} is not registered"
-            ) from None
+        return self.registry.get(worker_id)
 
     def heartbeat(self, worker_id: str, *, draining: bool = False) -> None:
         """Record a sign of life; a draining worker gets no new batches."""
-        worker = self.workers.get(worker_id)
-        if worker is None:
-            return
-        worker.last_seen = self.clock.monotonic()
-        if draining and not worker.draining:
-            worker.draining = True
+        if self.registry.heartbeat(worker_id, draining=draining):
             self._on_schedule_needed()
 
     def worker_lost(self, worker_id: str) -> None:
         """Forget a worker whose control stream ended or timed out; requeue its batches."""
-        worker = self.workers.pop(worker_id, None)
-        if worker is None:
-            return
-        self.workers_lost += 1
-        if worker.data is not None:
-            data, worker.data = worker.data, None
-            data.close()
-        self._release(worker)
-        worker.control.close()
-        self._on_schedule_needed()
+        if self.registry.lose(worker_id):
+            self._on_schedule_needed()
 
     def open_worker_stream(self, worker_id: str, session_id: str, data: WorkerData) -> WorkerRecord:
         """A bound worker opened its WorkerStream for the session it is bound to."""
-        worker = self.worker(worker_id)
-        if worker.session_id != session_id or worker.phase is not WorkerPhase.BOUND:
-            raise WorkerNotFound(f"worker {worker_id} is not bound to session {session_id}")
-        if worker.data is not None:
-            worker.data.close()
-        worker.data = data
-        worker.last_seen = self.clock.monotonic()
-        self._dispatch(self.sessions[session_id])
+        worker = self.registry.open_stream(worker_id, session_id, data)
+        self.dispatcher.dispatch(self.sessions[session_id])
         return worker
 
     def worker_stream_closed(self, worker_id: str, data: WorkerData) -> None:
         """A WorkerStream ended: requeue what it held; the worker is idle again."""
-        worker = self.workers.get(worker_id)
-        if worker is None or worker.data is not data:
-            return
-        worker.data = None
-        self._release(worker)
-        self._on_schedule_needed()
+        if self.registry.stream_closed(worker_id, data):
+            self._on_schedule_needed()
+
+    def worker_results(self, worker: WorkerRecord, batch: Batch) -> None:
+        """Accept one result batch: settle each task, dispatch more."""
+        record = self.attempts.worker_results(worker, batch)
+        if record is not None and not record.has_work:
+            self._on_schedule_needed()
 
     # ------------------------------------------------------------------ scheduling
     def schedule(self) -> None:
@@ -309,94 +288,24 @@ class QueueCore(Delivery):
             if worker is None or record is None:
                 continue
             if isinstance(action, Bind):
-                self._bind(worker, record, now)
+                self.registry.bind(worker, record, now)
             elif isinstance(action, Unbind):
-                self._unbind(worker, record, action.reason)
+                self.registry.unbind(worker, record, action.reason)
 
     def tick(self) -> None:
-        """Periodic duties: lost workers, idle sessions, retention, then scheduling."""
+        """Periodic duties: lost workers, retention, retry delays, timeouts, idle, scheduling."""
         now = self.clock.monotonic()
-        timeout = self.limits.worker_timeout_s
-        for wid in [w.id for w in self.workers.values() if now - w.last_seen > timeout]:
+        for wid in self.registry.timed_out(now):
             self.worker_lost(wid)
-        expiry = self.limits.session_expiry_s
-        for sid, record in list(self.sessions.items()):
-            if record.closed:
-                if now - record.closed_at >= self.limits.session_retention_s:
-                    del self.sessions[sid]
-                    self.journal.session_removed(sid)
-                continue
+        for record in self.table.sweep(now):
             if record.delayed:
-                self.release_delayed(record, now)
+                self.attempts.release_delayed(record, now)
             if record.inflight_batches and record.config.task_timeout_s:
-                self.expire_attempts(record, now)
-            if record.has_work:
-                continue
-            idle_for = now - record.last_activity
-            if expiry and record.client is None and idle_for >= expiry:
-                self.sessions_expired += 1
-                self.close_session(sid, "expired")
-            elif idle_for >= record.config.idle_timeout_s:
-                record.state = SessionState.SESSION_STATE_IDLE
+                self.attempts.expire(record, now)
+            if not record.has_work and self.table.idle_check(record, now):
+                self.counters.sessions_expired += 1
+                self.close_session(record.id, "expired")
         self.schedule()
-
-    def statistics(self) -> CoreStatistics:
-        """Counts for metrics and the admin API."""
-        return collect(self)
-
-    # ------------------------------------------------------------------ internals
-    def _bind(self, worker: WorkerRecord, record: SessionRecord, now: float) -> None:
-        if worker.phase is not WorkerPhase.IDLE or record.closed or worker.draining:
-            return
-        worker.phase = WorkerPhase.BOUND
-        worker.session_id = record.id
-        worker.window = record.config.max_inflight_batches_per_worker
-        worker.bound_at = now
-        record.workers[worker.id] = worker
-        self.binds += 1
-        worker.control.send(
-            _INSTR(
-                type=_INSTR.TYPE_BIND,
-                session_id=record.id,
-                max_inflight_batches=worker.window,
-                task_timeout_ms=min(round(record.config.task_timeout_s * 1000), 2**32 - 1),
-            )
-        )
-
-    def _unbind(self, worker: WorkerRecord, record: SessionRecord, reason: UnbindReason) -> None:
-        if worker.phase is not WorkerPhase.BOUND or worker.session_id != record.id:
-            return
-        worker.phase = WorkerPhase.UNBINDING
-        self.unbinds += 1
-        self.unbinds_by_reason[reason.value] = self.unbinds_by_reason.get(reason.value, 0) + 1
-        if reason is UnbindReason.PREEMPTED:
-            record.preempted += 1
-        worker.control.send(_INSTR(type=_INSTR.TYPE_UNBIND, session_id=record.id))
-        if not worker.inflight:
-            if worker.data is not None:
-                worker.data.close()
-            else:
-                self._release(worker)
-
-    def _release(self, worker: WorkerRecord) -> None:
-        """Detach a worker from its session; what it held failed with ``worker_lost``.
-
-        Its in-flight batches go back to the head of the queue (or to the dead-letter queue
-        if out of attempts).
-        """
-        record = self.sessions.get(worker.session_id or "")
-        if record is not None:
-            record.workers.pop(worker.id, None)
-            for item in reversed(list(worker.inflight.values())):
-                record.inflight_batches -= 1
-                record.inflight_tasks -= item.ntasks
-                self.fail_attempt(record, item, LOST_ERROR)
-            if worker.inflight and not record.closed:
-                self._dispatch(record)
-        worker.inflight.clear()
-        worker.abandoned.clear()
-        worker.phase = WorkerPhase.IDLE
-        worker.session_id = None
 
 
 __all__ = ["CoreLimits", "QueueCore"]

@@ -14,6 +14,8 @@ from alpcrun.queue_manager.results import ResultBuffer
 
 CLOSED_STATE = int(SessionState.SESSION_STATE_CLOSED)
 """``SessionRecord.state`` of a closed session, as a plain int (hot-path comparisons)."""
+_IDLE_STATE = int(SessionState.SESSION_STATE_IDLE)
+_ACTIVE_STATE = int(SessionState.SESSION_STATE_ACTIVE)
 
 
 class WorkerPhase(enum.Enum):
@@ -145,6 +147,12 @@ class SessionRecord:
     def delayed_tasks(self) -> int:
         """Tasks waiting for a retry delay."""
         return sum(item.ntasks for _, _, item in self.delayed)
+
+    def touch(self, now: float) -> None:
+        """Client activity at monotonic time ``now``: the session is active again."""
+        self.last_activity = now
+        if self.state == _IDLE_STATE:
+            self.state = _ACTIVE_STATE
 
     def wanted_workers(self) -> int:
         """Workers this session could use now: one per queued or in-flight batch, within bounds."""

@@ -2,13 +2,42 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from collections.abc import Iterable
+from dataclasses import dataclass, field
 
-from alpcrun.queue_manager.records import SessionRecord, WorkerPhase
+from alpcrun.queue_manager.records import SessionRecord, WorkerPhase, WorkerRecord
 
-if TYPE_CHECKING:
-    from alpcrun.queue_manager.core import QueueCore
+
+@dataclass(slots=True)
+class CoreCounters:
+    """Running totals of the core, kept by its collaborators (sessions outlive none of them)."""
+
+    dispatched_batches: int = 0
+    """Batches sent to workers (every attempt counts)."""
+    binds: int = 0
+    """Workers bound to sessions."""
+    unbinds: int = 0
+    """Workers told to unbind."""
+    unbinds_by_reason: dict[str, int] = field(default_factory=dict)
+    """Unbinds by :class:`~alpcrun.queue_manager.scheduler.UnbindReason` value."""
+    sessions_expired: int = 0
+    """Sessions closed because nobody used them for ``session_expiry``."""
+    workers_lost: int = 0
+    """Workers whose stream ended or whose heartbeat stopped."""
+    submitted: int = 0
+    """Tasks accepted."""
+    completed: int = 0
+    """Tasks that succeeded."""
+    failed: int = 0
+    """Tasks dead-lettered (less those resubmitted)."""
+    retried_tasks: int = 0
+    """Task attempts that failed and were tried again."""
+    timed_out_attempts: int = 0
+    """Attempts failed by ``task_timeout``."""
+    duplicate_results: int = 0
+    """Late results of attempts already given up on, dropped."""
+    duplicate_batches: int = 0
+    """Client batches received again under a known id, ignored."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,10 +123,12 @@ def session_statistics(s: SessionRecord) -> SessionStatistics:
     )
 
 
-def collect(core: QueueCore) -> CoreStatistics:
-    """Snapshot the core's counters."""
-    sessions = tuple(session_statistics(s) for s in core.sessions.values())
-    workers = list(core.workers.values())
+def collect(
+    sessions_: Iterable[SessionRecord], workers_: Iterable[WorkerRecord], core: CoreCounters
+) -> CoreStatistics:
+    """Snapshot the sessions, the workers and the running totals."""
+    sessions = tuple(session_statistics(s) for s in sessions_)
+    workers = list(workers_)
     return CoreStatistics(
         sessions=sessions,
         workers=len(workers),
@@ -110,9 +141,9 @@ def collect(core: QueueCore) -> CoreStatistics:
         unbinds_by_reason=tuple(sorted(core.unbinds_by_reason.items())),
         sessions_expired=core.sessions_expired,
         workers_lost=core.workers_lost,
-        submitted=core.total_submitted,
-        completed=core.total_completed,
-        failed=core.total_failed,
+        submitted=core.submitted,
+        completed=core.completed,
+        failed=core.failed,
         retried_tasks=core.retried_tasks,
         timed_out_attempts=core.timed_out_attempts,
         duplicate_results=core.duplicate_results,

@@ -1,0 +1,196 @@
+"""The session table: sessions by id, their lifecycle, their client stream and their queues.
+
+A session is created active, turns idle after ``idle_timeout`` without client activity or
+work, and is closed by CloseSession, by its client's exit (``cleanup_on_client_exit``) or by
+expiry (no client, no work, no activity for ``session_expiry``). A closed session stays
+visible for ``session_retention``, then is forgotten. Client batches enter a session's queue
+here; sending them on to workers is :mod:`alpcrun.queue_manager.dispatch`.
+"""
+
+from __future__ import annotations
+
+import itertools
+
+from ulid import ULID
+
+from alpcrun._clock import Clock
+from alpcrun.constants import MAX_ID_LENGTH
+from alpcrun.errors import InvalidArgument, SessionClosed, SessionNotFound
+from alpcrun.proto import Batch, SessionAttributes, SessionState
+from alpcrun.queue_manager.attributes import apply, resolve_new
+from alpcrun.queue_manager.ledger import Ledger
+from alpcrun.queue_manager.limits import CoreLimits
+from alpcrun.queue_manager.outlets import ClientOutlet
+from alpcrun.queue_manager.queues import QueuedBatch, TaskQueue
+from alpcrun.queue_manager.records import SessionRecord
+
+
+class SessionTable:
+    """Sessions by id, from creation to being forgotten.
+
+    Args:
+        limits: Default queue type, expiry and retention.
+        clock: Creation and activity times.
+        ledger: Journals session changes and accepted batches.
+    """
+
+    __slots__ = ("_clock", "_ledger", "_limits", "_seq", "sessions")
+
+    def __init__(self, *, limits: CoreLimits, clock: Clock, ledger: Ledger) -> None:
+        self._limits = limits
+        self._clock = clock
+        self._ledger = ledger
+        self._seq = itertools.count(1)
+        self.sessions: dict[str, SessionRecord] = {}
+        """Every session, open or closed and not yet forgotten, by id."""
+
+    def create(self, attrs: SessionAttributes) -> SessionRecord:
+        """Validate attributes and create a session with a new ULID."""
+        config = resolve_new(attrs, default_fifo=self._limits.default_fifo)
+        sid = str(ULID())
+        record = SessionRecord(
+            id=sid,
+            config=config,
+            created_at=self._clock.time(),
+            last_activity=self._clock.monotonic(),
+            queue=TaskQueue(fifo=config.fifo),
+            seq=next(self._seq),
+        )
+        if self._ledger.durable:
+            record.results.limit = 0  # results wait until the journal has them
+        self.sessions[sid] = record
+        self._ledger.session_changed(record)
+        return record
+
+    def adopt(self, record: SessionRecord) -> None:
+        """Take in a session recovered from the journal (before serving)."""
+        self.sessions[record.id] = record
+        record.seq = next(self._seq)
+        self._ledger.session_adopted(record)
+
+    def get(self, session_id: str) -> SessionRecord:
+        """The session with this id, or SessionNotFound."""
+        try:
+            return self.sessions[session_id]
+        except KeyError:
+            raise SessionNotFound(f"session {session_id[:MAX_ID_LENGTH]!r} not found") from None
+
+    def open(self, session_id: str) -> SessionRecord:
+        """The session with this id; SessionClosed if it is closed."""
+        record = self.get(session_id)
+        if record.closed:
+            raise SessionClosed(f"session {session_id} is closed")
+        return record
+
+    def update(self, session_id: str, attrs: SessionAttributes) -> SessionRecord:
+        """Apply changed attributes live (the queue type and workers' windows included)."""
+        record = self.open(session_id)
+        config = apply(record.config, attrs)
+        record.config = config
+        self._ledger.session_changed(record)
+        record.queue.set_fifo(config.fifo)
+        for w in record.workers.values():
+            w.window = config.max_inflight_batches_per_worker
+        record.touch(self._clock.monotonic())
+        return record
+
+    def close(self, record: SessionRecord, reason: str) -> int:
+        """Close an open session and discard its queued tasks; return the tasks discarded.
+
+        Its workers and client stream are the caller's to end.
+        """
+        record.state = SessionState.SESSION_STATE_CLOSED
+        record.close_reason = reason
+        record.closed_at = self._clock.monotonic()
+        drained = record.queue.drain() + [item for _, _, item in record.delayed]
+        record.delayed.clear()
+        for item in drained:
+            self._ledger.finished(item)
+        discarded = sum(item.ntasks for item in drained) + record.inflight_tasks
+        record.discarded += discarded
+        self._ledger.session_changed(record)
+        return discarded
+
+    def attach(self, session_id: str, outlet: ClientOutlet) -> SessionRecord:
+        """Attach a client stream; a previously attached one is superseded.
+
+        Result batches written to earlier streams and not acknowledged are queued again.
+        """
+        record = self.open(session_id)
+        old, record.client = record.client, outlet
+        if old is not None:
+            old.close(superseded=True)
+        record.touch(self._clock.monotonic())
+        record.results.rewind()
+        if record.results.undelivered:
+            outlet.results_ready()
+        return record
+
+    def detach(self, session_id: str, outlet: ClientOutlet) -> SessionRecord | None:
+        """The client stream ended; return the session if it asked to close on client exit."""
+        record = self.sessions.get(session_id)
+        if record is None or record.client is not outlet:
+            return None
+        record.client = None
+        record.touch(self._clock.monotonic())
+        if record.config.cleanup_on_client_exit and not record.closed:
+            return record
+        return None
+
+    def accept(self, record: SessionRecord, batch: Batch, nbytes: int) -> bool:
+        """Queue a client batch (validated; the tasks are not unpacked); False for a resend.
+
+        A batch whose id the session still knows (not finished, or its last results not yet
+        acknowledged) is a resend after a reconnect: it is ignored and counted. ``nbytes`` is
+        its serialized size, or -1 to measure it.
+        """
+        if record.closed:
+            raise SessionClosed(f"session {record.id} is closed")
+        bid = batch.id
+        if not bid or len(bid) > MAX_ID_LENGTH:
+            raise InvalidArgument(f"required, 1..{MAX_ID_LENGTH} chars", field="batch.id")
+        if batch.session_id and batch.session_id != record.id:
+            raise InvalidArgument("does not match the stream's sessionid", field="batch.session_id")
+        ntasks = len(batch.tasks)
+        if ntasks == 0:
+            raise InvalidArgument("a batch needs at least one task", field="batch.tasks")
+        if bid in record.known:
+            record.duplicate_batches += 1
+            self._ledger.counters.duplicate_batches += 1
+            return False
+        if batch.dispatch_id:
+            batch.dispatch_id = 0
+        batch.session_id = record.id
+        if nbytes < 0:
+            nbytes = batch.ByteSize()
+        item = QueuedBatch(batch, ntasks, nbytes, batch.priority, self._ledger.next_key())
+        record.known[bid] = ntasks
+        record.queue.push(item)
+        self._ledger.accepted(record, item)
+        record.touch(self._clock.monotonic())
+        return True
+
+    def sweep(self, now: float) -> list[SessionRecord]:
+        """Forget closed sessions past their retention; return the open ones."""
+        retention = self._limits.session_retention_s
+        open_ = []
+        for sid, record in list(self.sessions.items()):
+            if not record.closed:
+                open_.append(record)
+            elif now - record.closed_at >= retention:
+                del self.sessions[sid]
+                self._ledger.session_removed(sid)
+        return open_
+
+    def idle_check(self, record: SessionRecord, now: float) -> bool:
+        """For a session without work: mark it idle once idle; True once it has expired."""
+        idle_for = now - record.last_activity
+        expiry = self._limits.session_expiry_s
+        if expiry and record.client is None and idle_for >= expiry:
+            return True
+        if idle_for >= record.config.idle_timeout_s:
+            record.state = SessionState.SESSION_STATE_IDLE
+        return False
+
+
+__all__ = ["SessionTable"]

@@ -28,6 +28,7 @@ from alpcrun._logging import setup_logging
 from alpcrun._process import exit_with_parent_from_env
 from alpcrun.cli._tls import add_client_flags
 from alpcrun.cli._tls import overrides as tls_overrides
+from alpcrun.closed_pipe import closed_stdout
 from alpcrun.config import WorkerSettings, load_settings
 from alpcrun.errors import AlpcrunError, ConfigError
 from workers_sdk.runner import WorkerRunner
@@ -138,7 +139,8 @@ stopping:
   parent process dies.
 
 exit status:
-  0 drained and stopped, 1 worker failed (e.g. API key refused), 2 usage or config error
+  0 drained and stopped, 1 worker failed (e.g. API key refused), 2 usage or config error,
+  141 stdout was a pipe its reader had closed
 """
 
 
@@ -172,8 +174,19 @@ def main(argv: list[str] | None = None) -> int:
 
     Returns:
         0 after a clean drain, 1 when the worker failed (e.g. refused API key), 2 for a
-        usage or configuration error (bad flag, config file, TLS file, or MODULE:CLASS).
+        usage or configuration error (bad flag, config file, TLS file, or MODULE:CLASS),
+        141 when stdout was a pipe its reader had closed (quietly, without a traceback).
     """
+    try:
+        try:
+            return _main(argv)
+        finally:
+            sys.stdout.flush()  # a write still buffered fails here, not at interpreter exit
+    except BrokenPipeError:
+        return closed_stdout()
+
+
+def _main(argv: list[str] | None) -> int:
     args = _parser().parse_args(argv)
     exit_with_parent_from_env()
     try:

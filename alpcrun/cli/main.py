@@ -127,22 +127,35 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the ``alpcrun`` command; returns the exit code."""
-    args_list = list(sys.argv[1:] if argv is None else argv)
-    if args_list[:1] == ["worker"]:
-        from workers_sdk.cli import main as worker_main
+    """Run the ``alpcrun`` command; returns the exit code.
 
-        return worker_main(args_list[1:])
-    args = build_parser().parse_args(args_list)
-    from alpcrun.cli import commands
+    Output into a pipe whose reader has gone (``alpcrun status | head -1``) ends the command
+    quietly with exit status 141 (128 + SIGPIPE, what a shell reports for a command a closed
+    pipe stopped), without a ``BrokenPipeError`` traceback.
+    """
+    from alpcrun.closed_pipe import closed_stdout
 
     try:
-        return commands.run(args)
-    except AlpcrunError as exc:
-        print(f"alpcrun: error: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        return 130
+        try:
+            args_list = list(sys.argv[1:] if argv is None else argv)
+            if args_list[:1] == ["worker"]:
+                from workers_sdk.cli import main as worker_main
+
+                return worker_main(args_list[1:])
+            args = build_parser().parse_args(args_list)
+            from alpcrun.cli import commands
+
+            try:
+                return commands.run(args)
+            except AlpcrunError as exc:
+                print(f"alpcrun: error: {exc}", file=sys.stderr)
+                return 2
+            except KeyboardInterrupt:
+                return 130
+        finally:
+            sys.stdout.flush()  # a write still buffered fails here, not at interpreter exit
+    except BrokenPipeError:
+        return closed_stdout()
 
 
 if __name__ == "__main__":

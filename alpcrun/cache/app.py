@@ -6,6 +6,7 @@ gRPC service with health, reflection, API-key auth, a sweeper task and Prometheu
 
 from __future__ import annotations
 
+import abc
 import asyncio
 import contextlib
 import logging
@@ -47,8 +48,11 @@ log = logging.getLogger("alpcrun.cache")
 Settings = CentralCacheSettings | NodeAgentSettings
 
 
-class _Server:
-    """A gRPC server with health, reflection, auth, metrics and periodic duties."""
+class _Server(abc.ABC):
+    """A gRPC server with health, reflection, auth, metrics and periodic duties.
+
+    Subclasses implement :meth:`_add_services` and :meth:`_collector`.
+    """
 
     _services: Sequence[str] = ()
 
@@ -82,11 +86,13 @@ class _Server:
         key = self.settings.api_key
         return key.get_secret_value() if key is not None else None
 
+    @abc.abstractmethod
     def _add_services(self, server: grpc.aio.Server) -> None:
-        raise NotImplementedError
+        """Register this server's gRPC servicer on ``server``."""
 
+    @abc.abstractmethod
     def _collector(self) -> Collector:
-        raise NotImplementedError
+        """The Prometheus collector of this server's metrics."""
 
     def _extra_addresses(self) -> list[str]:
         return []

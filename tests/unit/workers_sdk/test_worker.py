@@ -68,6 +68,12 @@ def test_abstract_intermediate_base_is_allowed_but_not_instantiable():
     assert isinstance(Concrete(), Worker)
 
 
+def test_worker_itself_cannot_be_instantiated():
+    """Worker is an abstract base class: building one raises TypeError naming handle."""
+    with pytest.raises(TypeError, match=r"abstract method '?handle"):
+        Worker()  # type: ignore[abstract]
+
+
 def test_non_callable_handle_is_rejected():
     """`handle = 3` is not a method and is refused."""
     with pytest.raises(TypeError, match="must be a method"):

@@ -33,6 +33,7 @@ from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from alpcrun import constants
+from alpcrun.addresses import parse_address
 from alpcrun.affinity import format_cpus, parse_cpu_list
 from alpcrun.errors import ConfigError
 
@@ -128,8 +129,6 @@ def _read_path(value: object) -> object:
         return "off"
     if text.lower() == "auto":
         return "auto"
-    from alpcrun.cache.read_client import parse_address
-
     parse_address(text)  # ValueError names what is wrong
     return text
 

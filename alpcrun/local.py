@@ -4,7 +4,7 @@ The queue manager, the central cache and a node agent (the one node's shared-dat
 run in this process; the workers are child processes pointed at all three.
 
 Used by ``alpcrun local`` and ``alpcrun demo``. Worker processes arm a parent-death
-signal (Linux, see ``alpcrun._process``) so they never outlive the process that started them,
+signal (Linux, see ``alpcrun.lifeline``) so they never outlive the process that started them,
 and are stopped with SIGTERM (then SIGKILL after a timeout) when the grid exits. They run in
 their own session, so a Ctrl-C in the terminal reaches only this process, which then drains
 them with one SIGTERM (a second signal would make them exit without draining).
@@ -24,11 +24,11 @@ from types import TracebackType
 
 from pydantic import SecretStr
 
-from alpcrun._process import PARENT_PID_ENV
 from alpcrun.cache.app import CentralCacheServer, NodeAgent
 from alpcrun.config import CentralCacheSettings, NodeAgentSettings, QueueManagerSettings
 from alpcrun.errors import AlpcrunError
-from alpcrun.queue_manager import QueueManager
+from alpcrun.lifeline import PARENT_PID_ENV
+from alpcrun.queue_manager.app import QueueManager
 
 log = logging.getLogger("alpcrun.local")
 DEMO_WORKER = "alpcrun.demo.worker:MonteCarloWorker"

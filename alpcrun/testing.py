@@ -4,13 +4,11 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from alpcrun.cache.app import CentralCacheServer, NodeAgent
 from alpcrun.config import CentralCacheSettings, NodeAgentSettings, QueueManagerSettings
-from alpcrun.queue_manager import QueueManager
-
-if TYPE_CHECKING:
-    from alpcrun.cache.app import CentralCacheServer, NodeAgent
+from alpcrun.queue_manager.app import QueueManager
 
 
 class FakeClock:
@@ -50,8 +48,6 @@ async def running_central_cache(
     *, api_key: str = "test-key", clock: Any = None, **overrides: Any
 ) -> AsyncIterator[CentralCacheServer]:
     """A started central cache on 127.0.0.1 with a free port and no metrics endpoint."""
-    from alpcrun.cache.app import CentralCacheServer
-
     settings = CentralCacheSettings(
         **{"host": "127.0.0.1", "port": 0, "metrics_port": None, "api_key": api_key, **overrides}
     )
@@ -64,8 +60,6 @@ async def running_node_agent(
     central_cache_addr: str, *, api_key: str = "test-key", clock: Any = None, **overrides: Any
 ) -> AsyncIterator[NodeAgent]:
     """A started node agent on 127.0.0.1 (free ports, no metrics) in front of a central cache."""
-    from alpcrun.cache.app import NodeAgent
-
     settings = NodeAgentSettings(
         **{
             "host": "127.0.0.1",

@@ -24,13 +24,13 @@ import sys
 from types import FrameType
 from typing import Any
 
-from alpcrun._logging import setup_logging
-from alpcrun._process import exit_with_parent_from_env
-from alpcrun.cli._tls import add_client_flags
-from alpcrun.cli._tls import overrides as tls_overrides
 from alpcrun.closed_pipe import closed_stdout
 from alpcrun.config import WorkerSettings, load_settings
 from alpcrun.errors import AlpcrunError, ConfigError
+from alpcrun.lifeline import exit_with_parent_from_env
+from alpcrun.logs import setup_logging
+from alpcrun.tls_flags import add_client_flags
+from alpcrun.tls_flags import overrides as tls_overrides
 from workers_sdk.runner import WorkerRunner
 from workers_sdk.worker import Worker
 

@@ -39,9 +39,9 @@ from alpcrun.proto import (
     add_central_cache_servicer,
     add_node_cache_servicer,
 )
+from alpcrun.proto.auth import api_keys, server_interceptors
 from alpcrun.proto.channel import open_channel
 from alpcrun.proto.server import GrpcServer, Listen
-from alpcrun.queue_manager.auth import api_keys, server_interceptors
 from alpcrun.tls import client_tls, server_tls
 
 log = logging.getLogger("alpcrun.cache")

@@ -15,6 +15,7 @@ import itertools
 
 from google.protobuf.message import DecodeError
 
+from alpcrun.addresses import parse_address
 from alpcrun.cache.client import SharedValue
 from alpcrun.cache.frames import FrameBuffer, frame
 from alpcrun.cache.ttl import MAX_LEVEL
@@ -33,19 +34,6 @@ MAX_REPLY_FRAME = 64 * 1024
 """Longest reply frame accepted (the value's bytes follow the frame and are not counted)."""
 
 Reply = tuple[NodeReadReply, bytes]
-
-
-def parse_address(address: str) -> tuple[str, int] | str:
-    """``host:port`` as (host, port), ``unix:PATH`` as PATH; ValueError for anything else."""
-    if address.startswith("unix:"):
-        path = address[len("unix:") :]
-        if not path:
-            raise ValueError(f"no path in {address!r}")
-        return path
-    host, sep, port = address.rpartition(":")
-    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
-        raise ValueError(f"{address!r} is not host:port or unix:PATH")
-    return host.strip("[]"), int(port)
 
 
 class _Connection(asyncio.Protocol):

@@ -32,8 +32,8 @@ from alpcrun.cache.node import NodeCache, entry_header
 from alpcrun.constants import MD_ERROR_FIELD
 from alpcrun.errors import AlpcrunError, ConfigError, InvalidArgument
 from alpcrun.proto import NodeReadReply, NodeReadRequest
+from alpcrun.proto.auth import ApiKeys
 from alpcrun.proto.status import to_status
-from alpcrun.queue_manager.auth import ApiKeys
 
 log = logging.getLogger("alpcrun.cache.read")
 

@@ -8,10 +8,10 @@ import signal
 from collections.abc import Callable
 from typing import Any
 
-from alpcrun._logging import setup_logging
+from alpcrun import tls_flags
 from alpcrun.affinity import apply_setting
-from alpcrun.cli import _tls
 from alpcrun.config import CentralCacheSettings, NodeAgentSettings, load_settings
+from alpcrun.logs import setup_logging
 
 Common = Callable[[argparse.ArgumentParser], None]
 
@@ -21,7 +21,7 @@ def add_parsers(sub: Any, common: Common) -> None:
     cc = sub.add_parser("central-cache", help="run the central shared-data cache (port 2337)")
     common(cc)
     _server_flags(cc, 2337, 9338)
-    _tls.add_server_flags(cc, "ALPCRUNCH_CACHE_", dials="queue manager")
+    tls_flags.add_server_flags(cc, "ALPCRUNCH_CACHE_", dials="queue manager")
     cc.add_argument("--max-ttl", help="longest TTL of shared data, e.g. 600s")
     cc.add_argument("--cleanup-interval", help="how often expired entries are dropped, e.g. 1s")
     cc.add_argument("--max-bytes", help="bytes of shared data held at once, e.g. 4GB")
@@ -31,7 +31,7 @@ def add_parsers(sub: Any, common: Common) -> None:
     na = sub.add_parser("node-agent", help="run the node agent: node-local shared-data cache")
     common(na)
     _server_flags(na, 3337, 9339)
-    _tls.add_server_flags(na, "ALPCRUNCH_NODE_", dials="central cache")
+    tls_flags.add_server_flags(na, "ALPCRUNCH_NODE_", dials="central cache")
     na.add_argument("--cache-size", help="bytes the node cache holds, e.g. 1GB")
     na.add_argument("--central-cache-addr", help="central cache address (default localhost:2337)")
     na.add_argument("--unix-socket", metavar="PATH", help="also serve on this Unix socket")
@@ -77,7 +77,7 @@ def _common_overrides(args: argparse.Namespace) -> dict[str, Any]:
         "metrics_port": args.metrics_port,
         "auth_disabled": args.auth_disabled,
         "cpu_affinity": args.cpu_affinity,
-        **_tls.overrides(args),
+        **tls_flags.overrides(args),
     }
 
 

@@ -14,9 +14,9 @@ import grpc
 import yaml
 
 import alpcrun.cli.scaler as scaler_cli
-from alpcrun._logging import setup_logging
+from alpcrun import tls_flags
 from alpcrun.affinity import apply_setting
-from alpcrun.cli import _tls, cache, dlq
+from alpcrun.cli import cache, dlq
 from alpcrun.config import (
     CentralCacheSettings,
     ClientSettings,
@@ -26,6 +26,7 @@ from alpcrun.config import (
     _Base,
     load_settings,
 )
+from alpcrun.logs import setup_logging
 from alpcrun.proto import AdminStub, GetStatsRequest, ListSessionsRequest, ListWorkersRequest
 from alpcrun.proto.channel import open_channel
 from alpcrun.proto.status import from_rpc_error
@@ -61,7 +62,7 @@ async def _until_signalled(main: Awaitable[Any], on_signal: Callable[[], None]) 
 
 def queue_manager(args: argparse.Namespace) -> int:
     """``alpcrun queue-manager``: serve until SIGTERM/SIGINT, then stop gracefully (exit 0)."""
-    from alpcrun.queue_manager import QueueManager
+    from alpcrun.queue_manager.app import QueueManager
 
     settings = load_settings(
         QueueManagerSettings,
@@ -78,7 +79,7 @@ def queue_manager(args: argparse.Namespace) -> int:
         journal=args.journal,
         shutdown_grace=args.shutdown_grace,
         cpu_affinity=args.cpu_affinity,
-        **_tls.overrides(args),
+        **tls_flags.overrides(args),
     )
     setup_logging(settings.log_level, json_lines=settings.log_json)
     apply_setting(settings.cpu_affinity, env_prefix="ALPCRUNCH_QM_")
@@ -180,7 +181,7 @@ def status(args: argparse.Namespace) -> int:
         config_file=args.config,
         api_key=args.api_key,
         queue_manager=args.queue_manager,
-        **_tls.overrides(args),
+        **tls_flags.overrides(args),
     )
     metadata = (("api_key", settings.api_key.get_secret_value()),) if settings.api_key else ()
     tls = client_tls(settings)

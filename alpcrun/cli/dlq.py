@@ -14,9 +14,9 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from alpcrun.cli._tls import add_client_flags
-from alpcrun.cli._tls import overrides as tls_overrides
 from alpcrun.errors import AlpcrunError
+from alpcrun.tls_flags import add_client_flags
+from alpcrun.tls_flags import overrides as tls_overrides
 
 if TYPE_CHECKING:
     from alpcrun.client import AsyncDeadLetters, DeadLetterInfo
@@ -143,9 +143,9 @@ def run(args: argparse.Namespace) -> int:
 
 def _call(args: argparse.Namespace, request: Callable[[AsyncDeadLetters], Awaitable[T]]) -> T:
     """Make one request on the session's dead-letter queue and return its answer."""
-    from alpcrun._logging import setup_logging
     from alpcrun.client import AsyncClient, AsyncDeadLetters
     from alpcrun.config import ClientSettings, load_settings
+    from alpcrun.logs import setup_logging
 
     settings = load_settings(
         ClientSettings,

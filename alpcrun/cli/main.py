@@ -7,8 +7,8 @@ import sys
 from collections.abc import Sequence
 
 import alpcrun.cli.scaler as scaler_cli
-from alpcrun import __version__
-from alpcrun.cli import _tls, cache, dlq
+from alpcrun import __version__, tls_flags
+from alpcrun.cli import cache, dlq
 from alpcrun.cli.cache import add_cpu_affinity_flag
 from alpcrun.errors import AlpcrunError
 
@@ -65,7 +65,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     qm.add_argument("--shutdown-grace", help="on SIGTERM, time in-flight work may take, e.g. 10s")
     add_cpu_affinity_flag(qm)
-    _tls.add_server_flags(qm, "ALPCRUNCH_QM_")
+    tls_flags.add_server_flags(qm, "ALPCRUNCH_QM_")
 
     wk = sub.add_parser(
         "worker", help="run a worker: alpcrun worker MODULE:CLASS [options]", add_help=False
@@ -107,7 +107,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     st.add_argument("--app", default="", help="only sessions of this app id")
     st.add_argument("--all", action="store_true", help="include closed sessions still retained")
-    _tls.add_client_flags(st)
+    tls_flags.add_client_flags(st)
 
     dlq.add_parser(sub, _common)
     scaler_cli.add_parser(sub, _common)

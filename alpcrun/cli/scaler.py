@@ -9,7 +9,7 @@ import signal
 from collections.abc import Callable
 
 from alpcrun._clock import MonotonicClock
-from alpcrun._logging import setup_logging
+from alpcrun.logs import setup_logging
 from alpcrun.scaler.demand import SCALE_METRICS, MetricsDemand
 from alpcrun.scaler.kube import DeploymentScale, apps_api
 from alpcrun.scaler.policy import ScaleDecider, ScalePolicy

@@ -1,18 +1,16 @@
-"""Stable re-exports of the generated alpcrun.v1 messages and service stubs.
+"""Stable re-exports of the generated alpcrun.v1 messages (and, on first use, service stubs).
 
-Nothing outside this package imports ``alpcrun.proto._gen`` directly.
+Nothing outside this package imports ``alpcrun.proto._gen`` directly. The messages need only
+protobuf; the service stubs, servicers and service names live in
+:mod:`alpcrun.proto.services`, which loads grpc, and are re-exported here lazily so that
+importing a message does not load grpc.
 """
 
 from __future__ import annotations
 
-from alpcrun.proto._gen import (
-    admin_pb2,
-    admin_pb2_grpc,
-    cache_pb2,
-    cache_pb2_grpc,
-    queue_pb2,
-    queue_pb2_grpc,
-)
+import importlib
+from typing import TYPE_CHECKING
+
 from alpcrun.proto._gen.admin_pb2 import (
     DeadLetter,
     DeadLetterCount,
@@ -71,22 +69,60 @@ from alpcrun.proto._gen.session_pb2 import (
     UpdateSessionRequest,
 )
 
-QueueStub = queue_pb2_grpc.QueueStub
-QueueServicer = queue_pb2_grpc.QueueServicer
-AdminStub = admin_pb2_grpc.AdminStub
-AdminServicer = admin_pb2_grpc.AdminServicer
-add_queue_servicer = queue_pb2_grpc.add_QueueServicer_to_server
-add_admin_servicer = admin_pb2_grpc.add_AdminServicer_to_server
-ADMIN_SERVICE_NAME: str = admin_pb2.DESCRIPTOR.services_by_name["Admin"].full_name
-QUEUE_SERVICE_NAME: str = queue_pb2.DESCRIPTOR.services_by_name["Queue"].full_name
-CentralCacheStub = cache_pb2_grpc.CentralCacheStub
-CentralCacheServicer = cache_pb2_grpc.CentralCacheServicer
-NodeCacheStub = cache_pb2_grpc.NodeCacheStub
-NodeCacheServicer = cache_pb2_grpc.NodeCacheServicer
-add_central_cache_servicer = cache_pb2_grpc.add_CentralCacheServicer_to_server
-add_node_cache_servicer = cache_pb2_grpc.add_NodeCacheServicer_to_server
-CENTRAL_CACHE_SERVICE_NAME: str = cache_pb2.DESCRIPTOR.services_by_name["CentralCache"].full_name
-NODE_CACHE_SERVICE_NAME: str = cache_pb2.DESCRIPTOR.services_by_name["NodeCache"].full_name
+if TYPE_CHECKING:
+    from alpcrun.proto.services import (
+        ADMIN_SERVICE_NAME as ADMIN_SERVICE_NAME,
+    )
+    from alpcrun.proto.services import (
+        CENTRAL_CACHE_SERVICE_NAME as CENTRAL_CACHE_SERVICE_NAME,
+    )
+    from alpcrun.proto.services import (
+        NODE_CACHE_SERVICE_NAME as NODE_CACHE_SERVICE_NAME,
+    )
+    from alpcrun.proto.services import (
+        QUEUE_SERVICE_NAME as QUEUE_SERVICE_NAME,
+    )
+    from alpcrun.proto.services import AdminServicer as AdminServicer
+    from alpcrun.proto.services import AdminStub as AdminStub
+    from alpcrun.proto.services import CentralCacheServicer as CentralCacheServicer
+    from alpcrun.proto.services import CentralCacheStub as CentralCacheStub
+    from alpcrun.proto.services import NodeCacheServicer as NodeCacheServicer
+    from alpcrun.proto.services import NodeCacheStub as NodeCacheStub
+    from alpcrun.proto.services import QueueServicer as QueueServicer
+    from alpcrun.proto.services import QueueStub as QueueStub
+    from alpcrun.proto.services import add_admin_servicer as add_admin_servicer
+    from alpcrun.proto.services import add_central_cache_servicer as add_central_cache_servicer
+    from alpcrun.proto.services import add_node_cache_servicer as add_node_cache_servicer
+    from alpcrun.proto.services import add_queue_servicer as add_queue_servicer
+
+_SERVICE_NAMES = frozenset(
+    {
+        "ADMIN_SERVICE_NAME",
+        "CENTRAL_CACHE_SERVICE_NAME",
+        "NODE_CACHE_SERVICE_NAME",
+        "QUEUE_SERVICE_NAME",
+        "AdminServicer",
+        "AdminStub",
+        "CentralCacheServicer",
+        "CentralCacheStub",
+        "NodeCacheServicer",
+        "NodeCacheStub",
+        "QueueServicer",
+        "QueueStub",
+        "add_admin_servicer",
+        "add_central_cache_servicer",
+        "add_node_cache_servicer",
+        "add_queue_servicer",
+    }
+)
+
+
+def __getattr__(name: str) -> object:
+    """Load a service stub, servicer or name from :mod:`alpcrun.proto.services` (PEP 562)."""
+    if name not in _SERVICE_NAMES:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module("alpcrun.proto.services"), name)
+
 
 __all__ = [
     "ADMIN_SERVICE_NAME",

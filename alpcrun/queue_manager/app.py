@@ -18,9 +18,9 @@ from alpcrun.proto import (
     add_admin_servicer,
     add_queue_servicer,
 )
+from alpcrun.proto.auth import server_interceptors
 from alpcrun.proto.server import GrpcServer, Listen
 from alpcrun.queue_manager.admin import AdminService
-from alpcrun.queue_manager.auth import server_interceptors
 from alpcrun.queue_manager.core import CoreLimits, QueueCore
 from alpcrun.queue_manager.metrics import make_registry
 from alpcrun.queue_manager.scheduler import Scheduler

@@ -1,4 +1,4 @@
-"""TLS flags shared by the ``alpcrun`` subcommands (each also has an environment variable)."""
+"""TLS flags of the ``alpcrun`` commands and ``python -m workers_sdk``, each with an env var."""
 
 from __future__ import annotations
 

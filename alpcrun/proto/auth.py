@@ -1,4 +1,4 @@
-"""API-key authentication for every RPC (health checks and reflection excepted)."""
+"""API-key checks shared by every server: each RPC (health and reflection excepted), read paths."""
 
 from __future__ import annotations
 

@@ -27,7 +27,7 @@ demo: $(STAMP)                    ## run the Monte Carlo demo on a local grid
 test: $(STAMP) $(HELM) lint typecheck  ## lint, type-check and run the whole test suite
 	$(BIN)/pytest
 
-unit: $(STAMP)                    ## only the fast unit tests
+unit: $(STAMP)                    ## only the unit tests: in-process, no sockets or child processes
 	$(BIN)/pytest tests/unit
 
 lint: $(STAMP)

@@ -3,7 +3,7 @@
 Usage: python scripts/gen_protos.py [--out DIR]
 
 Writes into alpcrun/proto/_gen/ (or DIR) and rewrites the generated imports so
-the modules live inside the alpcrun package. tests/unit/test_protos_fresh.py
+the modules live inside the alpcrun package. tests/test_protos_fresh.py
 runs this into a temporary folder and fails if the committed code differs.
 """
 

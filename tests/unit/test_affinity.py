@@ -1,10 +1,8 @@
-"""cpu_affinity: the CPU list syntax, its checks, and pinning every thread of a process."""
+"""cpu_affinity: the CPU list syntax and its checks (pinning a process: tests/integration)."""
 
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 
 import pytest
 
@@ -57,32 +55,3 @@ def test_a_cpu_this_process_may_not_use_is_a_config_error() -> None:
     outside = max(os.sched_getaffinity(0)) + 1
     with pytest.raises(ConfigError, match=rf"cpu_affinity \(X\): CPU\(s\) {outside} are not"):
         pin_process(frozenset({outside}), setting="cpu_affinity (X)")
-
-
-PIN = """
-import os, threading
-from alpcrun.affinity import pin_process
-started = threading.Event()
-before = threading.Thread(target=started.wait, daemon=True)  # exists before pinning
-before.start()
-pin_process(frozenset({{{cpu}}}), setting="test")
-after = []
-t = threading.Thread(target=lambda: after.append(os.sched_getaffinity(0)))
-t.start(); t.join()
-tasks = os.listdir("/proc/self/task")
-every = {{frozenset(os.sched_getaffinity(int(tid))) for tid in tasks}}
-started.set(); before.join()
-print(sorted(map(sorted, every)), sorted(after[0]))
-"""
-
-
-def test_every_thread_is_pinned_and_new_threads_inherit_it() -> None:
-    cpu = min(os.sched_getaffinity(0))
-    done = subprocess.run(
-        [sys.executable, "-c", PIN.format(cpu=cpu)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=True,
-    )
-    assert done.stdout.split() == [f"[[{cpu}]]", f"[{cpu}]"]

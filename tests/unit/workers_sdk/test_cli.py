@@ -3,16 +3,12 @@
 from __future__ import annotations
 
 import logging
-import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
 from alpcrun.errors import ConfigError
 from workers_sdk.cli import load_worker_class, main
-
-ROOT = Path(__file__).resolve().parents[3]
 
 
 @pytest.fixture(autouse=True)
@@ -95,18 +91,3 @@ def test_invalid_setting_is_refused(capsys):
     """--concurrency 0 fails validation with a readable message."""
     assert main(["x:Y", "--concurrency", "0"]) == 2
     assert "concurrency" in capsys.readouterr().err
-
-
-def test_help_works_as_a_module():
-    """`python -m workers_sdk --help` exits 0 and documents the flags."""
-    proc = subprocess.run(
-        [sys.executable, "-m", "workers_sdk", "--help"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=30,
-        check=False,
-    )
-    assert proc.returncode == 0
-    for flag in ("--queue-manager", "--api-key", "--concurrency", "--threads", "--label"):
-        assert flag in proc.stdout

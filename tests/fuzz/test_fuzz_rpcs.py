@@ -8,16 +8,19 @@ INTERNAL. A session made for the example is closed after it, sessions a fuzzed C
 made are closed too, and no worker may stay registered once its streams ended. The module
 ends by checking that the server still serves, that every created session is accounted for,
 and that nothing was logged at ERROR. Each test stops taking new examples at its time budget,
-so the module stays under a minute on two cores.
+so the module stays under a minute on two cores, and fails unless a minimum number of examples
+reached the server within it (hypothesis can quietly run few when draws are rejected).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import string
 import time
-from collections.abc import AsyncIterator
+from collections import Counter
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -69,6 +72,11 @@ FUZZ = settings(
         HealthCheck.function_scoped_fixture,
     ],
 )
+BYTES_EXAMPLES, MESSAGES_EXAMPLES, RESULTS_EXAMPLES = 1000, 1200, 100
+"""Examples each test asks hypothesis for (its time budget may stop it sooner)."""
+MIN_SHARE = 5
+"""A test fails unless at least 1/MIN_SHARE of its examples reached the server (on an idle
+2-core machine all of them do within the time budget; the margin is for a loaded one)."""
 _ASCII = st.text(st.sampled_from(string.ascii_letters + string.digits + "-_.:/ "), max_size=200)
 
 
@@ -89,6 +97,8 @@ class Fuzz:
     created: set[str] = field(default_factory=set)
     """Sessions a fuzzed CreateSession made (each closed right after its example)."""
     examples: int = 0
+    ran: Counter[str] = field(default_factory=Counter)
+    """Examples that reached the server, by test."""
 
     def over(self, started: float, budget_s: float) -> bool:
         """Whether a test's time budget is spent (further examples do nothing)."""
@@ -114,6 +124,23 @@ def clock() -> dict[str, float]:
 
 def _started(clock: dict[str, float], name: str) -> float:
     return clock.setdefault(name, time.monotonic())
+
+
+def ran_at_least(minimum: int) -> Callable[[Callable[..., None]], Callable[..., None]]:
+    """Fail a ``@given`` test (put this above ``@given``) unless, once hypothesis has run all
+    its examples, at least ``minimum`` of them reached the server (counted in ``Fuzz.ran``)."""
+
+    def decorate(test: Callable[..., None]) -> Callable[..., None]:
+        @functools.wraps(test)  # keeps .hypothesis: pytest-asyncio still runs the examples
+        def checked(fuzz: Fuzz, **fixtures: Any) -> None:
+            before = fuzz.ran[test.__name__]
+            test(fuzz=fuzz, **fixtures)
+            ran = fuzz.ran[test.__name__] - before
+            assert ran >= minimum, f"{test.__name__}: {ran} examples ran, fewer than {minimum}"
+
+        return checked
+
+    return decorate
 
 
 # ---------------------------------------------------------------------- one exchange
@@ -196,8 +223,10 @@ def _retarget(message: Message, session_id: str, depth: int = 0) -> None:
             _retarget(value, session_id, depth + 1)
 
 
-async def one_example(fuzz: Fuzz, data: st.DataObject, *, hostile: bool, over: bool) -> None:
-    """One RPC with random bytes (or hostile messages) and random metadata.
+async def one_example(
+    fuzz: Fuzz, data: st.DataObject, *, test: str, hostile: bool, over: bool
+) -> None:
+    """One RPC with random bytes (or hostile messages) and random metadata, counted for ``test``.
 
     Everything is drawn before the server is touched, the same way whether or not the time
     budget is ``over`` (hypothesis requires an example to draw consistently); over budget, the
@@ -215,6 +244,7 @@ async def one_example(fuzz: Fuzz, data: st.DataObject, *, hostile: bool, over: b
     if over:
         return
     fuzz.examples += 1
+    fuzz.ran[test] += 1
     target = await fuzz.grid.create()
     for request in requests:
         if isinstance(request, Message):
@@ -233,23 +263,28 @@ async def one_example(fuzz: Fuzz, data: st.DataObject, *, hostile: bool, over: b
 
 
 # ---------------------------------------------------------------------- the tests
-@settings(FUZZ, max_examples=1000)
+@ran_at_least(BYTES_EXAMPLES // MIN_SHARE)
+@settings(FUZZ, max_examples=BYTES_EXAMPLES)
 @given(data=st.data())
 async def test_random_bytes_to_every_rpc(
     fuzz: Fuzz, clock: dict[str, float], data: st.DataObject
 ) -> None:
     """Random bytes to every RPC (unary and streaming): a documented status, never UNKNOWN."""
-    await one_example(fuzz, data, hostile=False, over=fuzz.over(_started(clock, "bytes"), 12.0))
+    over = fuzz.over(_started(clock, "bytes"), 12.0)
+    await one_example(fuzz, data, test="test_random_bytes_to_every_rpc", hostile=False, over=over)
 
 
-@settings(FUZZ, max_examples=1200)
+@ran_at_least(MESSAGES_EXAMPLES // MIN_SHARE)
+@settings(FUZZ, max_examples=MESSAGES_EXAMPLES)
 @given(data=st.data())
 async def test_hostile_messages_to_every_rpc(
     fuzz: Fuzz, clock: dict[str, float], data: st.DataObject
 ) -> None:
     """Valid but hostile messages to every RPC: a documented status, never UNKNOWN."""
     over = fuzz.over(_started(clock, "messages"), 20.0)
-    await one_example(fuzz, data, hostile=True, over=over)
+    await one_example(
+        fuzz, data, test="test_hostile_messages_to_every_rpc", hostile=True, over=over
+    )
 
 
 def _results(batch: proto.Batch) -> st.SearchStrategy[Any]:
@@ -280,7 +315,8 @@ def _with_dispatch(result: Message, how: str, dispatch_id: int) -> Message:
     return result
 
 
-@settings(FUZZ, max_examples=100)
+@ran_at_least(RESULTS_EXAMPLES // MIN_SHARE)
+@settings(FUZZ, max_examples=RESULTS_EXAMPLES)
 @given(data=st.data())
 async def test_hostile_results_on_a_bound_worker_stream(
     fuzz: Fuzz, clock: dict[str, float], data: st.DataObject
@@ -294,6 +330,7 @@ async def test_hostile_results_on_a_bound_worker_stream(
     if fuzz.over(_started(clock, "results"), 12.0):
         return  # after the draws: hypothesis requires an example to draw consistently
     fuzz.examples += 1
+    fuzz.ran["test_hostile_results_on_a_bound_worker_stream"] += 1
     grid, label = fuzz.grid, f"fuzz-{fuzz.examples}"
     target = await grid.create(worker_selector={"fuzz": label}, max_attempts=2)
     submit = start(

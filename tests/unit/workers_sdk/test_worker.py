@@ -97,5 +97,7 @@ async def test_default_hooks_are_noops():
             return b""
 
     w = W()
-    await w.setup()
-    await w.teardown()
+    state = dict(vars(w))
+    assert await w.setup() is None
+    assert await w.teardown() is None
+    assert vars(w) == state

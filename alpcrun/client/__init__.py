@@ -12,12 +12,12 @@ from alpcrun.client._deadletters import AsyncDeadLetters as AsyncDeadLetters
 from alpcrun.client._deadletters import DeadLetterInfo as DeadLetterInfo
 from alpcrun.client._deadletters import DeadLetterOutcome as DeadLetterOutcome
 from alpcrun.client._deadletters import DeadLetterPage as DeadLetterPage
-from alpcrun.client._deadletters import DeadLetters as DeadLetters
 from alpcrun.client._handle import TaskHandle as TaskHandle
 from alpcrun.client._results import Progress as Progress
 from alpcrun.client._results import TaskResult as TaskResult
 from alpcrun.client._session import AsyncSession as AsyncSession
 from alpcrun.client.sync import Client as Client
+from alpcrun.client.sync import DeadLetters as DeadLetters
 from alpcrun.client.sync import Session as Session
 
 __all__ = [

@@ -3,17 +3,18 @@
 A dead letter is a task that failed for good: it used up the session's ``max_attempts``, or
 its handler raised ``NonRetryableError``. The queue manager keeps the *input* task (payload
 included) with the last attempt's error, so it can be looked at and queued again.
-:class:`AsyncDeadLetters` is the asyncio API and :class:`DeadLetters` its blocking twin; get
-one from a session (``session.dead_letter_queue``) or, without the session object, from a
-client and a session id (:meth:`AsyncDeadLetters.for_session`).
+:class:`AsyncDeadLetters` is the asyncio API (its blocking twin, ``DeadLetters``, lives with
+the other blocking classes in :mod:`alpcrun.client.sync`); get one from a session
+(``session.dead_letter_queue``) or, without the session object, from a client and a session
+id (:meth:`AsyncDeadLetters.for_session`).
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterable, Iterator
+from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from alpcrun.client._results import reason_name
 from alpcrun.proto import (
@@ -26,9 +27,7 @@ from alpcrun.proto import (
 )
 
 if TYPE_CHECKING:
-    from alpcrun.client._client import AsyncClient
     from alpcrun.client._rpc import Connection
-    from alpcrun.client.sync import Client, _Loop
 
 DEFAULT_PAGE = 100
 """Letters per page when no limit is given (the server's default)."""
@@ -111,7 +110,15 @@ class DeadLetterOutcome:
     discarded, never failed, or unknown)."""
 
 
-def _named(task_ids: Iterable[str] | None) -> tuple[str, ...] | None:
+class ConnectionSource(Protocol):
+    """What :meth:`AsyncDeadLetters.for_session` needs of a client: its connection."""
+
+    def _connection(self) -> Connection:
+        """The client's connection."""
+        ...
+
+
+def named_task_ids(task_ids: Iterable[str] | None) -> tuple[str, ...] | None:
     """The ids to send (``None``: every letter), refusing a lone string."""
     if task_ids is None:
         return None
@@ -147,11 +154,11 @@ class AsyncDeadLetters:
         self.session_id = session_id
 
     @classmethod
-    def for_session(cls, client: AsyncClient, session_id: str) -> AsyncDeadLetters:
+    def for_session(cls, client: ConnectionSource, session_id: str) -> AsyncDeadLetters:
         """The dead-letter queue of a session known by id, without attaching to it.
 
         Args:
-            client: An open client (its connection is used).
+            client: An open :class:`~alpcrun.client.AsyncClient` (its connection is used).
             session_id: The session's id; an unknown id fails on the first call.
 
         Returns:
@@ -256,7 +263,7 @@ class AsyncDeadLetters:
             SessionClosed: The session is closed.
             SessionNotFound: The session is unknown.
         """
-        ids = _named(task_ids)
+        ids = named_task_ids(task_ids)
         if ids == ():
             return DeadLetterOutcome(0, ())
         request = ResubmitDeadLettersRequest(
@@ -279,7 +286,7 @@ class AsyncDeadLetters:
             TypeError: ``task_ids`` is a single string.
             SessionNotFound: The session is unknown.
         """
-        ids = _named(task_ids)
+        ids = named_task_ids(task_ids)
         if ids == ():
             return DeadLetterOutcome(0, ())
         request = DiscardDeadLettersRequest(session_id=self.session_id, task_ids=ids or ())
@@ -290,76 +297,9 @@ class AsyncDeadLetters:
         return f"<AsyncDeadLetters of session {self.session_id}>"
 
 
-class DeadLetters:
-    """Blocking twin of :class:`AsyncDeadLetters` (same methods, same meaning).
-
-    Get one from ``Session.dead_letter_queue`` or :meth:`for_session`.
-
-    Args:
-        adlq: The async dead-letter queue to run.
-        loop: The client's private loop thread.
-    """
-
-    def __init__(self, adlq: AsyncDeadLetters, loop: _Loop) -> None:
-        self._async = adlq
-        self._loop = loop
-        self.session_id = adlq.session_id
-
-    @classmethod
-    def for_session(cls, client: Client, session_id: str) -> DeadLetters:
-        """The dead-letter queue of a session known by id, without attaching to it."""
-        adlq = client._loop.run(_open(client._async, session_id))
-        return cls(adlq, client._loop)
-
-    def list(
-        self, *, limit: int = DEFAULT_PAGE, after: str = "", include_payload: bool = False
-    ) -> DeadLetterPage:
-        """Read one page of dead letters, oldest first."""
-        return self._loop.run(
-            self._async.list(limit=limit, after=after, include_payload=include_payload)
-        )
-
-    def pages(
-        self, *, page_size: int = DEFAULT_PAGE, include_payload: bool = False
-    ) -> Iterator[DeadLetterPage]:
-        """Iterate over every page of dead letters, oldest first."""
-        after = ""
-        while True:
-            page = self.list(limit=page_size, after=after, include_payload=include_payload)
-            yield page
-            if not page.next_after:
-                return
-            after = page.next_after
-
-    def get(self, task_id: str) -> DeadLetterInfo:
-        """Read one dead letter, with its payload."""
-        return self._loop.run(self._async.get(task_id))
-
-    def resubmit(
-        self, task_ids: Iterable[str] | None = None, *, reset_attempts: bool = False
-    ) -> DeadLetterOutcome:
-        """Queue dead letters again (all when ``task_ids`` is None)."""
-        ids = _named(task_ids)  # consume the iterable on the caller's thread
-        return self._loop.run(self._async.resubmit(ids, reset_attempts=reset_attempts))
-
-    def discard(self, task_ids: Iterable[str] | None = None) -> DeadLetterOutcome:
-        """Drop dead letters for good (all when ``task_ids`` is None)."""
-        ids = _named(task_ids)
-        return self._loop.run(self._async.discard(ids))
-
-    def __repr__(self) -> str:
-        return f"<DeadLetters of session {self.session_id}>"
-
-
-async def _open(client: AsyncClient, session_id: str) -> AsyncDeadLetters:
-    """Build the async queue on the loop thread, so a channel it opens belongs to that loop."""
-    return AsyncDeadLetters.for_session(client, session_id)
-
-
 __all__ = [
     "AsyncDeadLetters",
     "DeadLetterInfo",
     "DeadLetterOutcome",
     "DeadLetterPage",
-    "DeadLetters",
 ]

@@ -1,4 +1,4 @@
-"""Blocking twins of AsyncClient and AsyncSession, run on a private event-loop thread.
+"""Blocking twins of AsyncClient, AsyncSession and AsyncDeadLetters, run on a loop thread.
 
 ``Client`` owns one asyncio loop in a daemon thread and hands every call to it with
 ``asyncio.run_coroutine_threadsafe``. ``Session.map`` moves results across threads in chunks
@@ -19,7 +19,14 @@ from typing import Any, Self, TypeVar, Unpack
 
 from alpcrun.client._attributes import SessionOptions
 from alpcrun.client._client import AsyncClient
-from alpcrun.client._deadletters import DeadLetters
+from alpcrun.client._deadletters import (
+    DEFAULT_PAGE,
+    AsyncDeadLetters,
+    DeadLetterInfo,
+    DeadLetterOutcome,
+    DeadLetterPage,
+    named_task_ids,
+)
 from alpcrun.client._map import ProgressCallback
 from alpcrun.client._results import SessionStatistics, TaskResult
 from alpcrun.client._session import AsyncSession
@@ -79,6 +86,72 @@ class _End:
 
     def __init__(self, error: BaseException | None) -> None:
         self.error = error
+
+
+class DeadLetters:
+    """Blocking twin of :class:`AsyncDeadLetters` (same methods, same meaning).
+
+    Get one from ``Session.dead_letter_queue`` or :meth:`for_session`.
+
+    Args:
+        adlq: The async dead-letter queue to run.
+        loop: The client's private loop thread.
+    """
+
+    def __init__(self, adlq: AsyncDeadLetters, loop: _Loop) -> None:
+        self._async = adlq
+        self._loop = loop
+        self.session_id = adlq.session_id
+
+    @classmethod
+    def for_session(cls, client: Client, session_id: str) -> DeadLetters:
+        """The dead-letter queue of a session known by id, without attaching to it."""
+        adlq = client._loop.run(_open(client._async, session_id))
+        return cls(adlq, client._loop)
+
+    def list(
+        self, *, limit: int = DEFAULT_PAGE, after: str = "", include_payload: bool = False
+    ) -> DeadLetterPage:
+        """Read one page of dead letters, oldest first."""
+        return self._loop.run(
+            self._async.list(limit=limit, after=after, include_payload=include_payload)
+        )
+
+    def pages(
+        self, *, page_size: int = DEFAULT_PAGE, include_payload: bool = False
+    ) -> Iterator[DeadLetterPage]:
+        """Iterate over every page of dead letters, oldest first."""
+        after = ""
+        while True:
+            page = self.list(limit=page_size, after=after, include_payload=include_payload)
+            yield page
+            if not page.next_after:
+                return
+            after = page.next_after
+
+    def get(self, task_id: str) -> DeadLetterInfo:
+        """Read one dead letter, with its payload."""
+        return self._loop.run(self._async.get(task_id))
+
+    def resubmit(
+        self, task_ids: Iterable[str] | None = None, *, reset_attempts: bool = False
+    ) -> DeadLetterOutcome:
+        """Queue dead letters again (all when ``task_ids`` is None)."""
+        ids = named_task_ids(task_ids)  # consume the iterable on the caller's thread
+        return self._loop.run(self._async.resubmit(ids, reset_attempts=reset_attempts))
+
+    def discard(self, task_ids: Iterable[str] | None = None) -> DeadLetterOutcome:
+        """Drop dead letters for good (all when ``task_ids`` is None)."""
+        ids = named_task_ids(task_ids)
+        return self._loop.run(self._async.discard(ids))
+
+    def __repr__(self) -> str:
+        return f"<DeadLetters of session {self.session_id}>"
+
+
+async def _open(client: AsyncClient, session_id: str) -> AsyncDeadLetters:
+    """Build the async queue on the loop thread, so a channel it opens belongs to that loop."""
+    return AsyncDeadLetters.for_session(client, session_id)
 
 
 class Session:
@@ -325,4 +398,4 @@ async def _make_client(
     return AsyncClient(address, api_key=api_key, settings=settings)
 
 
-__all__ = ["Client", "Session"]
+__all__ = ["Client", "DeadLetters", "Session"]

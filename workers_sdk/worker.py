@@ -77,7 +77,6 @@ class Worker(abc.ABC):
             workers_sdk.Retry: This attempt failed; the task may be retried.
             Exception: Any other exception fails the attempt as retryable.
         """
-        raise NotImplementedError
 
     async def setup(self) -> None:  # noqa: B027 - an optional hook, a no-op by design
         """Prepare resources once, before the worker registers (e.g. load a model)."""

@@ -10,6 +10,7 @@ import alpcrun.cli.scaler as scaler_cli
 from alpcrun import __version__, tls_flags
 from alpcrun.cli import cache, dlq
 from alpcrun.cli.cache import add_cpu_affinity_flag
+from alpcrun.closed_pipe import closed_stdout
 from alpcrun.errors import AlpcrunError
 
 _EPILOG = """\
@@ -133,8 +134,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     quietly with exit status 141 (128 + SIGPIPE, what a shell reports for a command a closed
     pipe stopped), without a ``BrokenPipeError`` traceback.
     """
-    from alpcrun.closed_pipe import closed_stdout
-
     try:
         try:
             args_list = list(sys.argv[1:] if argv is None else argv)

@@ -14,6 +14,7 @@ asyncio clients both, run them the same way (:class:`AsyncQueueBench`).
 
 from __future__ import annotations
 
+import abc
 import asyncio
 import contextlib
 import os
@@ -146,7 +147,7 @@ def run_queued(
         common.skip("W5b", "shared", f"{system} has no shared-object facility")
 
 
-class AsyncQueueBench:
+class AsyncQueueBench(abc.ABC):
     """The workloads through a task queue's asyncio client, results awaited in submission order.
 
     A subclass gives :meth:`send` (submit one task, its handle back) and :meth:`failed`; the
@@ -174,18 +175,18 @@ class AsyncQueueBench:
         self.busy = busy
         self.echo = echo
 
+    @abc.abstractmethod
     def send(self, task: Any, arg: Any) -> Awaitable[Any]:
         """Submit ``task(arg)``; the handle of its result."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     async def failed(self, handle: Any, expected: Any, until: float) -> int:
         """Wait for one result: 0 if it is ``expected``, 1 if it failed or is wrong.
 
         Raises :class:`TimeoutError` when it has not come by ``until`` (``time.monotonic()``).
         """
-        raise NotImplementedError
 
-    def after_run(self) -> None:
+    def after_run(self) -> None:  # noqa: B027 - an optional hook, a no-op by design
         """Called after every run, outside the timed part (nothing by default)."""
 
     def sync(self, make: Callable[[Any], Coroutine[Any, Any, common.Measurement]]) -> Run:

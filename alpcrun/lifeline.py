@@ -8,7 +8,8 @@ import signal
 import sys
 
 PARENT_PID_ENV = "ALPCRUNCH_PARENT_PID"
-"""Set by a launcher (``alpcrun local``) to its pid; the child exits when that process dies."""
+"""Set by a launcher (``alpcrun local``, the benchmarks) to its pid; every ``alpcrun`` command
+and worker started with it exits when that process dies."""
 
 
 def exit_with_parent_from_env() -> None:

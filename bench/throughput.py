@@ -43,6 +43,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc  # noqa: E402
 
 from alpcrun.client import AsyncClient  # noqa: E402
 from alpcrun.config import ClientSettings  # noqa: E402
+from alpcrun.lifeline import PARENT_PID_ENV  # noqa: E402
 from alpcrun.proto import AdminStub, ListWorkersRequest  # noqa: E402
 from workers_sdk import TaskContext, Worker  # noqa: E402
 
@@ -101,6 +102,10 @@ class Grid:
             p for p in (str(REPO_ROOT), os.environ.get("PYTHONPATH", "")) if p
         )
         self._env.pop("ALPCRUNCH_CONFIG", None)  # flags only: a stray config must not skew it
+        # Each child arms its own parent-death signal after exec: a preexec_fn would run
+        # Python between fork and exec in a process whose gRPC threads are live (a worker
+        # spawned that way while a channel was open aborted in grpc's epoll poller).
+        self._env[PARENT_PID_ENV] = str(os.getpid())
 
     def _spawn(self, name: str, args: Sequence[str]) -> None:
         cmd = [sys.executable, "-m", "alpcrun.cli.main", *args]
@@ -113,7 +118,6 @@ class Grid:
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
-                preexec_fn=_die_with_parent,  # PR_SET_PDEATHSIG must be set in the child
             )
         self.procs.append((name, proc))
 

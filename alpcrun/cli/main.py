@@ -12,6 +12,7 @@ from alpcrun.cli import cache, dlq
 from alpcrun.cli.cache import add_cpu_affinity_flag
 from alpcrun.closed_pipe import closed_stdout
 from alpcrun.errors import AlpcrunError
+from alpcrun.lifeline import exit_with_parent_from_env
 
 _EPILOG = """\
 examples:
@@ -134,6 +135,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     quietly with exit status 141 (128 + SIGPIPE, what a shell reports for a command a closed
     pipe stopped), without a ``BrokenPipeError`` traceback.
     """
+    exit_with_parent_from_env()
     try:
         try:
             args_list = list(sys.argv[1:] if argv is None else argv)

@@ -17,6 +17,9 @@ Every error alpcrun raises derives from :class:`AlpcrunError`::
     ├── WorkerNotFound              unknown worker id, or not bound to that session
     ├── NotFound                    another named thing is unknown (.field names it)
     ├── ResourceExhausted           a queue, quota or size limit is full
+    ├── PayloadError
+    │   ├── PayloadStateError       the payload's state forbids it (committed, deleting, stale)
+    │   └── PayloadLost             every replica of a committed payload is gone
     ├── TaskFailed                  a task ended in the dead-letter queue (.reason, .error_type)
     └── TransportError              the grid could not be reached or answered badly
         ├── Unavailable             server down, restarting or shutting down
@@ -125,6 +128,28 @@ class ResourceExhausted(AlpcrunError):
     """A queue, quota or size limit is full."""
 
 
+class PayloadError(AlpcrunError):
+    """The payload store refused an operation on a payload.
+
+    Args:
+        message: What was refused and why.
+        field: Dotted name of the request field that named the payload.
+    """
+
+    def __init__(self, message: str, *, field: str = "") -> None:
+        super().__init__(message)
+        self.field = field
+
+
+class PayloadStateError(PayloadError):
+    """The payload's state forbids the operation: written after commit, read before commit or
+    while being deleted, or named with a version that is no longer current."""
+
+
+class PayloadLost(PayloadError):
+    """Every replica of a committed payload is gone (its node was lost); it cannot be read."""
+
+
 class TaskFailed(AlpcrunError):
     """A task failed for good and was moved to the dead-letter queue.
 
@@ -177,6 +202,10 @@ __all__ = [
     "ConfigError",
     "DeadlineExceeded",
     "InvalidArgument",
+    "NotFound",
+    "PayloadError",
+    "PayloadLost",
+    "PayloadStateError",
     "PermissionDenied",
     "ReconnectFailed",
     "ResourceExhausted",

@@ -36,7 +36,7 @@ LAYERS = (
         "alpcrun.logs",
         "alpcrun.tls",
     ),
-    ("alpcrun.config", "alpcrun.proto", "alpcrun.tls_flags"),
+    ("alpcrun.config", "alpcrun.payload", "alpcrun.proto", "alpcrun.tls_flags"),
     ("alpcrun.cache", "alpcrun.queue_manager", "alpcrun.scaler"),
     ("alpcrun.client", "workers_sdk"),
     ("alpcrun.demo", "alpcrun.local", "alpcrun.testing"),
@@ -49,6 +49,7 @@ SANS_IO_CORES = (
     "alpcrun.queue_manager.core",
     "alpcrun.queue_manager.queues",
     "alpcrun.cache.ttl",
+    "alpcrun.payload.catalog",
     "alpcrun.cache.lru",
     "alpcrun.cache.frames",
 )

@@ -142,8 +142,11 @@ class PayloadError(AlpcrunError):
 
 
 class PayloadStateError(PayloadError):
-    """The payload's state forbids the operation: written after commit, read before commit or
-    while being deleted, or named with a version that is no longer current."""
+    """The payload's state forbids the operation.
+
+    It is written after commit, read before commit or while being deleted, or named with a
+    version that is no longer current.
+    """
 
 
 class PayloadLost(PayloadError):

@@ -46,6 +46,42 @@ from alpcrun.proto._gen.common_pb2 import (
     Task,
     TaskError,
 )
+from alpcrun.proto._gen.payload_pb2 import (
+    AcquireLeasesRequest,
+    AcquireLeasesResponse,
+    AgentHeartbeatRequest,
+    AgentHeartbeatResponse,
+    AllocateRequest,
+    AllocateResponse,
+    CommitEntry,
+    CommitRequest,
+    CommitResponse,
+    DeletePayloadsResponse,
+    FreeInstruction,
+    GetPayloadUsageRequest,
+    GetPayloadUsageResponse,
+    ListPayloadsRequest,
+    ListPayloadsResponse,
+    PayloadChunk,
+    PayloadIdsRequest,
+    PayloadInfo,
+    PayloadLease,
+    PayloadReplica,
+    PayloadSpec,
+    PayloadState,
+    PayloadTier,
+    PayloadTierUsage,
+    ReadPayloadRequest,
+    RegisterAgentRequest,
+    ReleaseLeasesRequest,
+    ReleaseLeasesResponse,
+    RenewLeasesRequest,
+    RenewLeasesResponse,
+    ResolveResponse,
+    StatPayloadRequest,
+    TierCapacity,
+    WritePayloadResponse,
+)
 from alpcrun.proto._gen.queue_pb2 import (
     ClientStreamRequest,
     ClientStreamResponse,
@@ -79,6 +115,8 @@ if TYPE_CHECKING:
     from alpcrun.proto.services import (
         NODE_CACHE_SERVICE_NAME as NODE_CACHE_SERVICE_NAME,
     )
+    from alpcrun.proto.services import PAYLOAD_AGENT_SERVICE_NAME as PAYLOAD_AGENT_SERVICE_NAME
+    from alpcrun.proto.services import PAYLOAD_CATALOG_SERVICE_NAME as PAYLOAD_CATALOG_SERVICE_NAME
     from alpcrun.proto.services import (
         QUEUE_SERVICE_NAME as QUEUE_SERVICE_NAME,
     )
@@ -88,15 +126,29 @@ if TYPE_CHECKING:
     from alpcrun.proto.services import CentralCacheStub as CentralCacheStub
     from alpcrun.proto.services import NodeCacheServicer as NodeCacheServicer
     from alpcrun.proto.services import NodeCacheStub as NodeCacheStub
+    from alpcrun.proto.services import PayloadAgentServicer as PayloadAgentServicer
+    from alpcrun.proto.services import PayloadAgentStub as PayloadAgentStub
+    from alpcrun.proto.services import PayloadCatalogServicer as PayloadCatalogServicer
+    from alpcrun.proto.services import PayloadCatalogStub as PayloadCatalogStub
     from alpcrun.proto.services import QueueServicer as QueueServicer
     from alpcrun.proto.services import QueueStub as QueueStub
     from alpcrun.proto.services import add_admin_servicer as add_admin_servicer
     from alpcrun.proto.services import add_central_cache_servicer as add_central_cache_servicer
     from alpcrun.proto.services import add_node_cache_servicer as add_node_cache_servicer
+    from alpcrun.proto.services import add_payload_agent_servicer as add_payload_agent_servicer
+    from alpcrun.proto.services import add_payload_catalog_servicer as add_payload_catalog_servicer
     from alpcrun.proto.services import add_queue_servicer as add_queue_servicer
 
 _SERVICE_NAMES = frozenset(
     {
+        "PAYLOAD_AGENT_SERVICE_NAME",
+        "PAYLOAD_CATALOG_SERVICE_NAME",
+        "PayloadAgentServicer",
+        "PayloadAgentStub",
+        "PayloadCatalogServicer",
+        "PayloadCatalogStub",
+        "add_payload_agent_servicer",
+        "add_payload_catalog_servicer",
         "ADMIN_SERVICE_NAME",
         "CENTRAL_CACHE_SERVICE_NAME",
         "NODE_CACHE_SERVICE_NAME",
@@ -128,9 +180,17 @@ __all__ = [
     "ADMIN_SERVICE_NAME",
     "CENTRAL_CACHE_SERVICE_NAME",
     "NODE_CACHE_SERVICE_NAME",
+    "PAYLOAD_AGENT_SERVICE_NAME",
+    "PAYLOAD_CATALOG_SERVICE_NAME",
     "QUEUE_SERVICE_NAME",
+    "AcquireLeasesRequest",
+    "AcquireLeasesResponse",
     "AdminServicer",
     "AdminStub",
+    "AgentHeartbeatRequest",
+    "AgentHeartbeatResponse",
+    "AllocateRequest",
+    "AllocateResponse",
     "Batch",
     "CentralCacheServicer",
     "CentralCacheStub",
@@ -138,20 +198,29 @@ __all__ = [
     "ClientStreamResponse",
     "CloseSessionRequest",
     "CloseSessionResponse",
+    "CommitEntry",
+    "CommitRequest",
+    "CommitResponse",
     "CreateSessionRequest",
     "DeadLetter",
     "DeadLetterCount",
     "DeadLettersRequest",
+    "DeletePayloadsResponse",
     "DeleteSharedDataRequest",
     "DeleteSharedDataResponse",
     "DiscardDeadLettersRequest",
     "ErrorReason",
+    "FreeInstruction",
     "GetDeadLetterRequest",
+    "GetPayloadUsageRequest",
+    "GetPayloadUsageResponse",
     "GetSessionRequest",
     "GetSharedDataRequest",
     "GetStatsRequest",
     "ListDeadLettersRequest",
     "ListDeadLettersResponse",
+    "ListPayloadsRequest",
+    "ListPayloadsResponse",
     "ListSessionsRequest",
     "ListSessionsResponse",
     "ListWorkersRequest",
@@ -160,10 +229,30 @@ __all__ = [
     "NodeCacheStub",
     "NodeReadReply",
     "NodeReadRequest",
+    "PayloadAgentServicer",
+    "PayloadAgentStub",
+    "PayloadCatalogServicer",
+    "PayloadCatalogStub",
+    "PayloadChunk",
+    "PayloadIdsRequest",
+    "PayloadInfo",
+    "PayloadLease",
     "PayloadRef",
+    "PayloadReplica",
+    "PayloadSpec",
+    "PayloadState",
+    "PayloadTier",
+    "PayloadTierUsage",
     "QueueServicer",
     "QueueStub",
     "QueueType",
+    "ReadPayloadRequest",
+    "RegisterAgentRequest",
+    "ReleaseLeasesRequest",
+    "ReleaseLeasesResponse",
+    "RenewLeasesRequest",
+    "RenewLeasesResponse",
+    "ResolveResponse",
     "ResubmitDeadLettersRequest",
     "ResultAck",
     "Session",
@@ -174,9 +263,11 @@ __all__ = [
     "SharedDataAck",
     "SharedDataChunk",
     "SharedDataHeader",
+    "StatPayloadRequest",
     "Stats",
     "Task",
     "TaskError",
+    "TierCapacity",
     "UpdateSessionRequest",
     "WorkerHeartbeat",
     "WorkerInfo",
@@ -184,8 +275,11 @@ __all__ = [
     "WorkerRegistration",
     "WorkerState",
     "WorkerStatus",
+    "WritePayloadResponse",
     "add_admin_servicer",
     "add_central_cache_servicer",
     "add_node_cache_servicer",
+    "add_payload_agent_servicer",
+    "add_payload_catalog_servicer",
     "add_queue_servicer",
 ]

@@ -24,7 +24,8 @@ from alpcrun.queue_manager.queues import QueuedBatch
 from alpcrun.queue_manager.records import SessionRecord, WorkerPhase, WorkerRecord
 from alpcrun.queue_manager.result_delivery import ResultDelivery
 
-_NON_RETRYABLE = ErrorReason.ERROR_REASON_NON_RETRYABLE
+_FINAL = frozenset({ErrorReason.ERROR_REASON_NON_RETRYABLE, ErrorReason.ERROR_REASON_PAYLOAD_LOST})
+"""Reasons a worker reports that no retry can fix: dead-lettered at once."""
 _UNSPECIFIED = ErrorReason.ERROR_REASON_UNSPECIFIED
 MAX_RETRY_DELAY_MS = 3_600_000
 """Longest ``retry_after`` honoured (one hour); a longer one is cut to it."""
@@ -146,7 +147,7 @@ class Attempts:
             error = tasks[i].error
             if error.reason == _UNSPECIFIED:
                 error.reason = ErrorReason.ERROR_REASON_ERROR
-            if error.reason == _NON_RETRYABLE or out_of_attempts:
+            if error.reason in _FINAL or out_of_attempts:
                 self._letters.add(record, item, i, error)
                 tasks[i].attempt = item.attempts
             else:

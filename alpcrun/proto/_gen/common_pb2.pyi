@@ -38,10 +38,14 @@ class _ErrorReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ErrorReas
     """The attempt ran longer than the session's task_timeout."""
     ERROR_REASON_NON_RETRYABLE: _ErrorReason.ValueType  # 4
     """The handler declared the failure permanent; never retried."""
+    ERROR_REASON_PAYLOAD_LOST: _ErrorReason.ValueType  # 5
+    """A payload the task references is gone (deleted, or its node was lost with its only
+    replica); never retried.
+    """
 
 class ErrorReason(_ErrorReason, metaclass=_ErrorReasonEnumTypeWrapper):
-    """Why a task failed. Set by the worker (ERROR, NON_RETRYABLE) or by the queue
-    manager (WORKER_LOST, TIMEOUT) on the task's error.
+    """Why a task failed. Set by the worker (ERROR, NON_RETRYABLE, PAYLOAD_LOST) or by the
+    queue manager (WORKER_LOST, TIMEOUT) on the task's error.
     """
 
 ERROR_REASON_UNSPECIFIED: ErrorReason.ValueType  # 0
@@ -53,6 +57,10 @@ ERROR_REASON_TIMEOUT: ErrorReason.ValueType  # 3
 """The attempt ran longer than the session's task_timeout."""
 ERROR_REASON_NON_RETRYABLE: ErrorReason.ValueType  # 4
 """The handler declared the failure permanent; never retried."""
+ERROR_REASON_PAYLOAD_LOST: ErrorReason.ValueType  # 5
+"""A payload the task references is gone (deleted, or its node was lost with its only
+replica); never retried.
+"""
 Global___ErrorReason: _TypeAlias = ErrorReason  # noqa: Y015
 
 @_typing.final

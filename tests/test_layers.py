@@ -36,7 +36,8 @@ LAYERS = (
         "alpcrun.logs",
         "alpcrun.tls",
     ),
-    ("alpcrun.config", "alpcrun.payload", "alpcrun.proto", "alpcrun.tls_flags"),
+    ("alpcrun.config", "alpcrun.proto", "alpcrun.tls_flags"),
+    ("alpcrun.payload",),
     ("alpcrun.cache", "alpcrun.queue_manager", "alpcrun.scaler"),
     ("alpcrun.client", "workers_sdk"),
     ("alpcrun.demo", "alpcrun.local", "alpcrun.testing"),
@@ -51,7 +52,7 @@ SANS_IO_CORES = (
     "alpcrun.cache.ttl",
     "alpcrun.payload.catalog",
     "alpcrun.cache.lru",
-    "alpcrun.cache.frames",
+    "alpcrun.proto.frames",
 )
 
 

@@ -17,7 +17,6 @@ from google.protobuf.message import DecodeError
 
 from alpcrun.addresses import parse_address
 from alpcrun.cache.client import SharedValue
-from alpcrun.cache.frames import FrameBuffer, frame
 from alpcrun.cache.ttl import MAX_LEVEL
 from alpcrun.errors import (
     AlpcrunError,
@@ -28,6 +27,7 @@ from alpcrun.errors import (
     Unavailable,
 )
 from alpcrun.proto import GetSharedDataRequest, NodeReadReply, NodeReadRequest
+from alpcrun.proto.frames import FrameBuffer, frame
 from alpcrun.proto.status import from_status, status_code
 
 MAX_REPLY_FRAME = 64 * 1024

@@ -26,7 +26,7 @@ from collections.abc import Callable
 from google.protobuf.message import DecodeError
 
 from alpcrun._clock import Clock
-from alpcrun.cache.frames import FrameBuffer, frame
+from alpcrun.proto.frames import FrameBuffer, frame
 from alpcrun.cache.lru import NodeEntry
 from alpcrun.cache.node import NodeCache, entry_header
 from alpcrun.constants import MD_ERROR_FIELD

@@ -20,7 +20,6 @@ import pytest
 
 from alpcrun.cache.app import CentralCacheServer, NodeAgent
 from alpcrun.cache.client import SharedDataClient
-from alpcrun.cache.frames import frame
 from alpcrun.cache.read_client import NodeReadClient, parse_address
 from alpcrun.cache.read_server import MAX_PENDING, MAX_REQUEST_FRAME
 from alpcrun.errors import (
@@ -35,6 +34,7 @@ from alpcrun.errors import (
 )
 from alpcrun.proto import GetSharedDataRequest, NodeReadReply, NodeReadRequest
 from alpcrun.proto.channel import insecure_channel, open_channel
+from alpcrun.proto.frames import frame
 from alpcrun.testing import running_central_cache, running_node_agent
 from tests.pki import Pki, make_pki
 

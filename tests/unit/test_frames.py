@@ -4,8 +4,8 @@ import struct
 
 import pytest
 
-from alpcrun.cache.frames import HEADER_BYTES, FrameBuffer, frame
 from alpcrun.errors import ResourceExhausted
+from alpcrun.proto.frames import HEADER_BYTES, FrameBuffer, frame
 
 
 def test_frame_prefixes_the_big_endian_length():

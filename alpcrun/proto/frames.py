@@ -1,4 +1,4 @@
-"""Length-prefixed frames of the node read path, sans I/O.
+"""Length-prefixed frames of the plain framed protocols (read path, payload handoff), sans I/O.
 
 A frame is a 4-byte big-endian length and that many bytes (a protobuf message). A reply
 frame may be followed by a run of raw bytes (the value it describes). :class:`FrameBuffer`

@@ -133,17 +133,67 @@ class Catalog:
         self.nodes = NodeTable(node_timeout_s=self.limits.node_timeout_s)
         self.leases = LeaseTable(ttl_s=self.limits.lease_ttl_s)
         self._session_bytes: dict[str, int] = {}
+        self._frees: dict[str, list[Free]] = {}
         self.reclaimed = 0
         self.lost = 0
 
     # ------------------------------------------------------------------ nodes
-    def register_node(self, name: str, address: str, capacities: Mapping[Tier, int]) -> None:
-        """A node agent (re)registers its tiers and their capacity in bytes."""
+    def register_node(
+        self,
+        name: str,
+        address: str,
+        capacities: Mapping[Tier, int],
+        held: Iterable[str] = (),
+    ) -> list[str]:
+        """A node agent (re)registers its tiers, their capacity, and the payloads it holds.
+
+        An agent that restarted lost what it held in memory: the catalog's replicas on the
+        node that ``held`` does not list are lost, and held payloads the catalog no longer
+        knows are queued to be freed. Returns the payloads left with no replica.
+        """
         if not name or len(name) > MAX_ID_LENGTH:
             raise InvalidArgument(f"required, 1..{MAX_ID_LENGTH} chars", field="node")
         if any(c < 0 for c in capacities.values()):
-            raise InvalidArgument("a capacity cannot be negative", field="capacities")
+            raise InvalidArgument("a capacity cannot be negative", field="tiers")
+        known = name in self.nodes.nodes
         self.nodes.register(name, address, capacities, self.clock.monotonic())
+        held_ids = set(held)
+        unreadable = self._reconcile(name, held_ids) if known or held_ids else []
+        for pid in held_ids - self.payloads.keys():
+            self._queue_free([Free(name, tier, pid) for tier in capacities])
+        return unreadable
+
+    def take_frees(self, node: str) -> list[Free]:
+        """The frees queued for ``node``'s agent since it last asked (its heartbeat)."""
+        return self._frees.pop(node, [])
+
+    def _queue_free(self, frees: list[Free]) -> list[Free]:
+        for free in frees:
+            self._frees.setdefault(free.node, []).append(free)
+        return frees
+
+    def _reconcile(self, name: str, held: set[str]) -> list[str]:
+        """Replicas on ``name`` of payloads it does not hold are lost."""
+        unreadable = []
+        for record in list(self.payloads.values()):
+            gone = [
+                r
+                for r in record.replicas
+                if r.node == name and r.state is not ReplicaState.LOST and record.id not in held
+            ]
+            if not gone:
+                continue
+            if record.state is _ALLOCATED:
+                self._remove(record)
+                continue
+            for replica in gone:
+                self.nodes.release(name, replica.tier, record.size)
+                replica.state = ReplicaState.LOST
+            record.version += 1
+            if record.state is _COMMITTED and not record.readable:
+                self.lost += 1
+                unreadable.append(record.id)
+        return unreadable
 
     def node_heartbeat(self, name: str) -> None:
         """A sign of life from a registered node agent."""
@@ -174,6 +224,7 @@ class Catalog:
             if lease.node == name:
                 self.leases.release([lease.id], lease.holder)
         self.nodes.forget(name)
+        self._frees.pop(name, None)
         return unreadable
 
     # ------------------------------------------------------------------ lifecycle
@@ -483,7 +534,7 @@ class Catalog:
                 self.nodes.release(r.node, r.tier, record.size)
             if r.state is not ReplicaState.LOST:
                 frees.append(Free(r.node, r.tier, record.id))
-        return frees
+        return self._queue_free(frees)
 
     def _after_release(self, ended: Iterable[Lease]) -> list[Free]:
         frees: list[Free] = []

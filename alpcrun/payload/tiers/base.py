@@ -88,6 +88,12 @@ class Backend(Protocol):
     def statistics(self) -> TierStatistics:
         """Figures for metrics and registration."""
 
+    def payload_ids(self) -> list[str]:
+        """Ids of the payloads held."""
+
+    def close(self) -> None:
+        """Release resources (the agent is stopping)."""
+
 
 def not_held(payload_id: str) -> NotFound:
     """The error for a payload this backend does not hold."""

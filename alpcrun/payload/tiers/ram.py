@@ -140,6 +140,10 @@ class RamBackend:
         self._used -= slot.size
         return True
 
+    def payload_ids(self) -> list[str]:
+        """Ids of the payloads held."""
+        return list(self._slots)
+
     def size(self, payload_id: str) -> int:
         """The payload's length."""
         return self._slot(payload_id).size

@@ -986,3 +986,112 @@ class WritePayloadResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___WritePayloadResponse: _TypeAlias = WritePayloadResponse  # noqa: Y015
+
+@_typing.final
+class PayloadFdRequest(_message.Message):
+    """The node agent's same-node handoff: a plain framed protocol on its Unix socket
+    (`payload_socket`), as the node read path (docs/payloads.md). Every message is a frame, a
+    4-byte big-endian length then that many bytes of protobuf; the client sends a
+    PayloadFdRequest, the agent answers with a PayloadFdReply carrying, when `code` is 0, one
+    file descriptor as SCM_RIGHTS ancillary data: read-only for OPEN_READ (map it read-only:
+    zero copies), writable for OPEN_WRITE (map it, write exactly `size_bytes`, unmap, close,
+    then Commit with the catalog). Descriptors never carry a path.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    class _Op:
+        ValueType = _typing.NewType("ValueType", _builtins.int)
+        V: _TypeAlias = ValueType  # noqa: Y015
+
+    class _OpEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[PayloadFdRequest._Op.ValueType], _builtins.type):
+        DESCRIPTOR: _descriptor.EnumDescriptor
+        OP_UNSPECIFIED: PayloadFdRequest._Op.ValueType  # 0
+        OP_OPEN_READ: PayloadFdRequest._Op.ValueType  # 1
+        OP_OPEN_WRITE: PayloadFdRequest._Op.ValueType  # 2
+        OP_COMMIT: PayloadFdRequest._Op.ValueType  # 3
+        """The producer closed its mapping: the agent makes the payload immutable and commits it
+        with the catalog (no descriptor in the reply; `version` is the committed version).
+        """
+
+    class Op(_Op, metaclass=_OpEnumTypeWrapper): ...
+    OP_UNSPECIFIED: PayloadFdRequest.Op.ValueType  # 0
+    OP_OPEN_READ: PayloadFdRequest.Op.ValueType  # 1
+    OP_OPEN_WRITE: PayloadFdRequest.Op.ValueType  # 2
+    OP_COMMIT: PayloadFdRequest.Op.ValueType  # 3
+    """The producer closed its mapping: the agent makes the payload immutable and commits it
+    with the catalog (no descriptor in the reply; `version` is the committed version).
+    """
+
+    ID_FIELD_NUMBER: _builtins.int
+    API_KEY_FIELD_NUMBER: _builtins.int
+    OP_FIELD_NUMBER: _builtins.int
+    PAYLOAD_ID_FIELD_NUMBER: _builtins.int
+    SESSION_ID_FIELD_NUMBER: _builtins.int
+    LEASE_ID_FIELD_NUMBER: _builtins.int
+    id: _builtins.int
+    """Chosen by the client, echoed in the reply."""
+    api_key: _builtins.str
+    """The API key (the `api_key` metadata of the gRPC services)."""
+    op: Global___PayloadFdRequest.Op.ValueType
+    payload_id: _builtins.str
+    session_id: _builtins.str
+    lease_id: _builtins.str
+    """OPEN_READ: the lease the catalog granted on this node's replica."""
+    def __init__(
+        self,
+        *,
+        id: _builtins.int = ...,
+        api_key: _builtins.str = ...,
+        op: Global___PayloadFdRequest.Op.ValueType = ...,
+        payload_id: _builtins.str = ...,
+        session_id: _builtins.str = ...,
+        lease_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["api_key", b"api_key", "id", b"id", "lease_id", b"lease_id", "op", b"op", "payload_id", b"payload_id", "session_id", b"session_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PayloadFdRequest: _TypeAlias = PayloadFdRequest  # noqa: Y015
+
+@_typing.final
+class PayloadFdReply(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    CODE_FIELD_NUMBER: _builtins.int
+    MESSAGE_FIELD_NUMBER: _builtins.int
+    FIELD_FIELD_NUMBER: _builtins.int
+    SIZE_BYTES_FIELD_NUMBER: _builtins.int
+    TIER_FIELD_NUMBER: _builtins.int
+    VERSION_FIELD_NUMBER: _builtins.int
+    id: _builtins.int
+    code: _builtins.int
+    """A gRPC status code number (0 OK); an error reply carries no descriptor."""
+    message: _builtins.str
+    field: _builtins.str
+    size_bytes: _builtins.int
+    """The payload's length: map exactly this many bytes."""
+    tier: Global___PayloadTier.ValueType
+    version: _builtins.int
+    """OP_COMMIT: the committed version readers name."""
+    def __init__(
+        self,
+        *,
+        id: _builtins.int = ...,
+        code: _builtins.int = ...,
+        message: _builtins.str = ...,
+        field: _builtins.str = ...,
+        size_bytes: _builtins.int = ...,
+        tier: Global___PayloadTier.ValueType = ...,
+        version: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["code", b"code", "field", b"field", "id", b"id", "message", b"message", "size_bytes", b"size_bytes", "tier", b"tier", "version", b"version"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PayloadFdReply: _TypeAlias = PayloadFdReply  # noqa: Y015

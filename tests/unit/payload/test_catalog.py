@@ -238,3 +238,30 @@ def test_bounds_on_sizes_meta_parents_and_batches_name_the_field():
     with pytest.raises(InvalidArgument) as err:
         cat.resolve(["a", "b", "c"], "s1")
     assert err.value.field == "payloads"
+
+
+def test_frees_are_queued_for_the_agent_that_holds_the_bytes():
+    """Deleted and aborted payloads wait in their node's queue until its agent takes them."""
+    cat, _ = _catalog()
+    a = _put(cat, node="n1")
+    b = _put(cat, node="n2")
+    cat.delete([a, b], "s1")
+    assert cat.take_frees("n1") == [Free("n1", Tier.RAM, a)]
+    assert cat.take_frees("n1") == []
+    assert cat.take_frees("n2") == [Free("n2", Tier.RAM, b)]
+
+
+def test_a_restarted_agent_loses_what_it_no_longer_holds_and_frees_what_nobody_knows():
+    """Re-registering without a RAM payload loses it; a held unknown payload is freed."""
+    cat, _ = _catalog()
+    ram = _put(cat, node="n1")
+    disk = _put(cat, node="n1", tier=Tier.DISK)
+    stray = "01ARZ3NDEKTSV4RRFFQ69G5FAV"
+    capacities = {Tier.RAM: 10 * MiB, Tier.DISK: 100 * MiB}
+    unreadable = cat.register_node("n1", "n1:3339", capacities, held=[disk, stray])
+    assert unreadable == [ram]
+    with pytest.raises(PayloadLost):
+        cat.resolve([ram], "s1")
+    assert cat.resolve([disk], "s1")[0].readable
+    assert _usage(cat, "n1", Tier.RAM) == (0, 0)
+    assert {f.payload_id for f in cat.take_frees("n1")} == {stray}

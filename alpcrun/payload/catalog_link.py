@@ -29,7 +29,7 @@ CALL_TIMEOUT_S = 10.0
 """Longest the agent waits for one catalog call."""
 
 
-async def _answer(call: Awaitable[T]) -> T:
+async def answer(call: Awaitable[T]) -> T:
     """The call's reply, or its failure as a domain error."""
     try:
         return await call
@@ -64,13 +64,13 @@ class GrpcCatalogLink:
     async def stat(self, session_id: str, payload_id: str) -> PayloadInfo:
         """The payload's record (NotFound for an unknown one or another session's)."""
         request = StatPayloadRequest(session_id=session_id, payload_id=payload_id)
-        return await _answer(self._stub.StatPayload(request, **self._options))
+        return await answer(self._stub.StatPayload(request, **self._options))
 
     async def commit(self, session_id: str, payload_id: str, size: int) -> PayloadInfo:
         """Commit one payload; its record after commit."""
         entry = CommitEntry(payload_id=payload_id, size_bytes=size)
         request = CommitRequest(session_id=session_id, payloads=[entry])
-        reply = await _answer(self._stub.Commit(request, **self._options))
+        reply = await answer(self._stub.Commit(request, **self._options))
         return reply.payloads[0]
 
     async def register(
@@ -85,14 +85,14 @@ class GrpcCatalogLink:
             ],
             held_payload_ids=held,
         )
-        reply = await _answer(self._stub.RegisterAgent(request, **self._options))
+        reply = await answer(self._stub.RegisterAgent(request, **self._options))
         return _frees(self.node, reply), reply.heartbeat_interval_seconds
 
     async def heartbeat(self) -> list[Free]:
         """A sign of life; the frees it must do."""
         request = AgentHeartbeatRequest(node=self.node)
-        reply = await _answer(self._stub.AgentHeartbeat(request, **self._options))
+        reply = await answer(self._stub.AgentHeartbeat(request, **self._options))
         return _frees(self.node, reply)
 
 
-__all__ = ["CALL_TIMEOUT_S", "GrpcCatalogLink"]
+__all__ = ["CALL_TIMEOUT_S", "GrpcCatalogLink", "answer"]

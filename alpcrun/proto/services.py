@@ -5,6 +5,8 @@ This module loads grpc; :mod:`alpcrun.proto` itself (the messages) does not.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from alpcrun.proto._gen import (
     admin_pb2,
     admin_pb2_grpc,
@@ -15,6 +17,14 @@ from alpcrun.proto._gen import (
     queue_pb2,
     queue_pb2_grpc,
 )
+
+if TYPE_CHECKING:  # the types of stubs made over a grpc.aio channel (annotation only)
+    from alpcrun.proto._gen.payload_pb2_grpc import (
+        PayloadAgentAsyncStub as PayloadAgentAsyncStub,
+    )
+    from alpcrun.proto._gen.payload_pb2_grpc import (
+        PayloadCatalogAsyncStub as PayloadCatalogAsyncStub,
+    )
 
 QueueStub = queue_pb2_grpc.QueueStub
 QueueServicer = queue_pb2_grpc.QueueServicer

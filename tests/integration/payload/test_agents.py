@@ -12,6 +12,7 @@ from pathlib import Path
 
 import grpc
 import grpc.aio
+import numpy as np
 import pytest
 
 from alpcrun import proto
@@ -28,6 +29,7 @@ from alpcrun.payload.catalog import Catalog
 from alpcrun.payload.catalog_link import GrpcCatalogLink
 from alpcrun.payload.catalog_service import PayloadCatalogService
 from alpcrun.payload.handoff import HandoffClient, HandoffServer
+from alpcrun.payload.store import PayloadStore, StoreOptions
 from alpcrun.payload.tiers.disk import DiskBackend
 from alpcrun.payload.tiers.ram import RamBackend
 from alpcrun.payload.views import MappedPayload
@@ -58,6 +60,7 @@ class Node:
 @dataclass
 class Grid:
     catalog: Catalog
+    catalog_address: str
     stub: proto.PayloadCatalogStub
     nodes: dict[str, Node]
 
@@ -114,7 +117,7 @@ async def grid(tmp_path) -> AsyncIterator[Grid]:
         nodes[name] = Node(
             name, agent, link, agent_address, handoff.path, proto.PayloadAgentStub(agent_channel)
         )
-    yield Grid(catalog, proto.PayloadCatalogStub(channel), nodes)
+    yield Grid(catalog, address, proto.PayloadCatalogStub(channel), nodes)
     for handoff in handoffs:
         await handoff.stop()
     for node in nodes.values():
@@ -253,3 +256,36 @@ async def test_deleted_payloads_are_freed_on_the_agents_heartbeat(grid):
     assert n1.agent.free(frees) == 1
     assert ref.payload_id not in n1.agent.held
     assert n1.agent.backends[next(iter(n1.agent.backends))].statistics().payloads == 0
+
+
+async def test_the_store_puts_and_opens_arrays_zero_copy_on_its_node_and_over_the_network(grid):
+    """On n1 a put array comes back as a mapped view; from a node without an agent, a copy."""
+    channel = grpc.aio.insecure_channel(grid.catalog_address)
+    local = PayloadStore(
+        channel,
+        "s1",
+        StoreOptions(api_key=KEY, node="n1", agent_socket=str(grid.nodes["n1"].socket_path)),
+    )
+    remote = PayloadStore(channel, "s1", StoreOptions(api_key=KEY))
+    arr = np.arange(600_000, dtype=np.float32).reshape(1000, 600)
+    ref = await local.put(arr)
+    assert grid.catalog.payloads[ref.payload_id].replicas[0].node == "n1"
+    async with await local.open(ref) as view:
+        assert view.zero_copy
+        got = view.array()
+        assert got.shape == (1000, 600)
+        assert got.dtype == np.float32
+        assert not got.flags.writeable
+        assert np.array_equal(got, arr)
+        del got
+    async with await remote.open(ref) as view:
+        assert not view.zero_copy
+        assert np.array_equal(view.array(), arr)
+    other = await remote.put(b"from elsewhere")
+    assert await local.get(other) == b"from elsewhere"
+    await local.delete([ref, other])
+    assert grid.catalog.payloads == {}
+    assert len(grid.catalog.leases) == 0
+    await local.close()
+    await remote.close()
+    await channel.close()

@@ -14,6 +14,7 @@ from alpcrun.errors import InvalidArgument
 from alpcrun.proto import QueueType, SessionAttributes
 
 _MAX_DURATION_S = 366 * 24 * 3600.0
+_NANOS_PER_SECOND = 1_000_000_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,6 +82,11 @@ def _int_in(value: int, lo: int, hi: int, name: str) -> int:
 
 
 def _seconds(value: Duration, name: str) -> float:
+    if not -_NANOS_PER_SECOND < value.nanos < _NANOS_PER_SECOND:
+        raise InvalidArgument(
+            f"nanos must be between -999999999 and 999999999, got {value.nanos}",
+            field=f"attributes.{name}.nanos",
+        )
     seconds = value.seconds + value.nanos / 1e9
     if seconds < 0 or seconds > _MAX_DURATION_S or value.nanos < 0 < value.seconds:
         raise InvalidArgument(

@@ -158,6 +158,9 @@ class SessionTable:
             record.duplicate_batches += 1
             self._ledger.counters.duplicate_batches += 1
             return False
+        ids = [task.id for task in batch.tasks]
+        if len(set(ids)) != ntasks or not all(ids) or max(map(len, ids)) > MAX_ID_LENGTH:
+            raise _bad_task_id(ids)
         if batch.dispatch_id:
             batch.dispatch_id = 0
         batch.session_id = record.id
@@ -191,6 +194,26 @@ class SessionTable:
         if idle_for >= record.config.idle_timeout_s:
             record.state = SessionState.SESSION_STATE_IDLE
         return False
+
+
+def _bad_task_id(ids: list[str]) -> InvalidArgument:
+    """The error naming the first empty, over-long or repeated task id of a batch."""
+    seen: dict[str, int] = {}
+    for index, tid in enumerate(ids):
+        field = f"batch.tasks[{index}].id"
+        if not tid:
+            return InvalidArgument(f"required, 1..{MAX_ID_LENGTH} chars", field=field)
+        if len(tid) > MAX_ID_LENGTH:
+            return InvalidArgument(
+                f"{len(tid)} characters long; at most {MAX_ID_LENGTH}", field=field
+            )
+        first = seen.setdefault(tid, index)
+        if first != index:
+            return InvalidArgument(
+                f"{tid!r} repeats batch.tasks[{first}].id; task ids are unique within a batch",
+                field=field,
+            )
+    raise AssertionError("no bad task id")  # pragma: no cover - the caller found one
 
 
 __all__ = ["SessionTable"]

@@ -97,6 +97,8 @@ BAD_ATTRIBUTES: list[tuple[dict[str, Any], str]] = [
     ({"tags": [""]}, "attributes.tags"),
     ({"worker_selector": {"": "x"}}, "attributes.worker_selector"),
     ({"worker_selector": {"k": "v" * 129}}, "attributes.worker_selector"),
+    ({"idle_timeout": Duration(nanos=2_000_000_000)}, "attributes.idle_timeout.nanos"),
+    ({"task_timeout": Duration(seconds=-3, nanos=-1_000_000_000)}, "attributes.task_timeout.nanos"),
 ]
 
 
@@ -175,6 +177,18 @@ BAD_CLIENT_REQUESTS: dict[str, tuple[proto.ClientStreamRequest, str]] = {
     "batch of another session": (
         CSR(batch=proto.Batch(id="b", session_id=UNKNOWN, tasks=_tasks())),
         "batch.session_id",
+    ),
+    "task without id": (
+        CSR(batch=proto.Batch(id="b", tasks=[proto.Task(id="t1"), proto.Task()])),
+        "batch.tasks[1].id",
+    ),
+    "task id too long": (
+        CSR(batch=proto.Batch(id="b", tasks=[proto.Task(id="t" * 100_000)])),
+        "batch.tasks[0].id",
+    ),
+    "task ids repeated in a batch": (
+        CSR(batch=proto.Batch(id="b", tasks=[proto.Task(id=i) for i in ("t1", "t2", "t3", "t2")])),
+        "batch.tasks[3].id",
     ),
     "neither batch nor ack": (CSR(), "batch"),
     "ack beyond the last seq": (CSR(ack=proto.ResultAck(seq=1)), "ack.seq"),

@@ -35,6 +35,14 @@ def test_defaults_match_the_design():
         ({"app_id": "a", "idle_timeout": Duration(seconds=-1)}, "attributes.idle_timeout"),
         ({"app_id": "a", "tags": [""]}, "attributes.tags"),
         ({"app_id": "a", "worker_selector": {"": "x"}}, "attributes.worker_selector"),
+        (
+            {"app_id": "a", "idle_timeout": Duration(nanos=2 * 10**9)},
+            "attributes.idle_timeout.nanos",
+        ),
+        (
+            {"app_id": "a", "task_timeout": Duration(seconds=5, nanos=10**9)},
+            "attributes.task_timeout.nanos",
+        ),
     ],
 )
 def test_bad_values_name_the_field(attrs, field):
@@ -70,3 +78,11 @@ def test_to_proto_round_trips():
         worker_selector={"gpu": "true"},
     )
     assert resolve_new(c.to_proto()) == c
+
+
+def test_largest_valid_nanos_are_accepted():
+    """A Duration at the edge of protobuf's range (999,999,999 nanos) is read exactly."""
+    c = resolve_new(
+        SessionAttributes(app_id="a", idle_timeout=Duration(seconds=1, nanos=999_999_999))
+    )
+    assert c.idle_timeout_s == pytest.approx(1.999999999)

@@ -6,7 +6,7 @@ from alpcrun.errors import (
     SessionClosed,
     SessionNotFound,
 )
-from alpcrun.proto import SessionAttributes, SessionState, WorkerInstruction
+from alpcrun.proto import Batch, SessionAttributes, SessionState, Task, WorkerInstruction
 from alpcrun.queue_manager.records import WorkerPhase
 
 from .conftest import ClientRecorder, Harness
@@ -193,6 +193,28 @@ def test_bad_batches_are_refused(h):
         h.core.submit(s, b)
     assert info.value.field == "batch.session_id"
     assert s.submitted == 0
+
+
+@pytest.mark.parametrize(
+    ("ids", "field"),
+    [
+        (["t0", ""], "batch.tasks[1].id"),
+        (["t" * 129], "batch.tasks[0].id"),
+        (["t0", "t1", "t2", "t1"], "batch.tasks[3].id"),
+    ],
+    ids=["empty", "over 128 characters", "repeated"],
+)
+def test_bad_task_ids_are_refused_naming_the_task(h, ids, field):
+    """An empty, over-long or repeated task id refuses the whole batch, naming the task; the
+    batch id stays free, so the corrected batch is accepted under it."""
+    s = h.session()
+    bad = Batch(id="b", tasks=[Task(id=i) for i in ids])
+    with pytest.raises(InvalidArgument) as info:
+        h.core.submit(s, bad)
+    assert info.value.field == field
+    assert (s.submitted, s.queue.batches) == (0, 0)
+    h.core.submit(s, Batch(id="b", tasks=[Task(id=f"ok{i}") for i in range(len(ids))]))
+    assert (s.submitted, s.queue.batches) == (len(ids), 1)
 
 
 def test_backpressure_bound_and_room_signal():

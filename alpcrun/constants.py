@@ -40,6 +40,8 @@ MAX_TAGS: Final = 64
 """Most tags a session may carry."""
 MAX_LABELS: Final = 64
 """Most labels a worker (or worker selector) may carry."""
+MAX_NAME_LENGTH: Final = 253
+"""Longest worker node or pod name accepted (a Kubernetes object name's limit)."""
 
 ENV_PREFIX: Final = "ALPCRUNCH_"
 """Prefix of every environment variable alpcrun reads."""

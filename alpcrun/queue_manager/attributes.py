@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -15,6 +16,30 @@ from alpcrun.proto import QueueType, SessionAttributes
 
 _MAX_DURATION_S = 366 * 24 * 3600.0
 _NANOS_PER_SECOND = 1_000_000_000
+_UNPRINTABLE_CATEGORIES = frozenset({"Cc", "Cf", "Zl", "Zp"})
+"""Unicode categories refused in names: controls (ESC, NUL, ...), format characters (bidi
+overrides such as RLO, zero-width characters) and line/paragraph separators."""
+
+
+def check_printable(value: str, field: str) -> str:
+    """Refuse a name holding a control, format (bidi override) or line-separator character.
+
+    Such names reach terminals (``alpcrun status``), logs and ``/metrics`` labels, where an
+    escape sequence or a right-to-left override would rewrite what an operator sees.
+
+    Raises:
+        InvalidArgument: Naming ``field`` and the first such character (as ``U+XXXX``).
+    """
+    if value.isprintable():  # C-speed common case: no Cc, Cf, Zl or Zp in it
+        return value
+    for index, char in enumerate(value):
+        if unicodedata.category(char) in _UNPRINTABLE_CATEGORIES:
+            raise InvalidArgument(
+                f"holds the control or format character U+{ord(char):04X} at position "
+                f"{index}; names must be printable",
+                field=field,
+            )
+    return value
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,6 +129,8 @@ def _labels(items: dict[str, str], name: str) -> dict[str, str]:
                 f"keys must be 1..{MAX_ID_LENGTH} chars, values at most {MAX_ID_LENGTH}",
                 field=f"attributes.{name}",
             )
+        check_printable(key, f"attributes.{name}")
+        check_printable(value, f"attributes.{name}")
     return dict(items)
 
 
@@ -112,13 +139,15 @@ def _tags(tags: list[str]) -> tuple[str, ...]:
         raise InvalidArgument(f"at most {MAX_TAGS} tags", field="attributes.tags")
     if any(not t or len(t) > MAX_ID_LENGTH for t in tags):
         raise InvalidArgument(f"tags must be 1..{MAX_ID_LENGTH} chars", field="attributes.tags")
+    for index, tag in enumerate(tags):
+        check_printable(tag, f"attributes.tags[{index}]")
     return tuple(tags)
 
 
 def _app_id(value: str) -> str:
     if not value or len(value) > MAX_ID_LENGTH:
         raise InvalidArgument(f"required, 1..{MAX_ID_LENGTH} chars", field="attributes.app_id")
-    return value
+    return check_printable(value, "attributes.app_id")
 
 
 def _queue_type(value: int) -> bool:

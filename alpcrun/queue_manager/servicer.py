@@ -15,6 +15,7 @@ from alpcrun.constants import (
     MAX_ID_LENGTH,
     MAX_LABELS,
     MAX_MESSAGE_BYTES,
+    MAX_NAME_LENGTH,
     MD_ACKS,
     MD_SESSION_ID,
     MD_WORKER_ID,
@@ -38,6 +39,7 @@ from alpcrun.proto import (
     WorkerStatus,
 )
 from alpcrun.proto.status import abort_with
+from alpcrun.queue_manager.attributes import check_printable
 from alpcrun.queue_manager.convert import session_to_proto
 from alpcrun.queue_manager.core import QueueCore
 from alpcrun.queue_manager.records import SessionRecord, WorkerRecord
@@ -86,6 +88,16 @@ def _check_registration(reg: WorkerRegistration) -> None:
             f"{MAX_ID_LENGTH}",
             field="register.labels",
         )
+    for key, value in labels.items():
+        check_printable(key, "register.labels")
+        check_printable(value, "register.labels")
+    for name, value in (("node", reg.node), ("pod", reg.pod)):
+        if len(value) > MAX_NAME_LENGTH:
+            raise InvalidArgument(
+                f"{len(value)} characters long; at most {MAX_NAME_LENGTH}",
+                field=f"register.{name}",
+            )
+        check_printable(value, f"register.{name}")
 
 
 def _check_forwardable(batch: Batch, limit: int, what: str) -> int:

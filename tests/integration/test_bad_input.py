@@ -99,6 +99,12 @@ BAD_ATTRIBUTES: list[tuple[dict[str, Any], str]] = [
     ({"worker_selector": {"k": "v" * 129}}, "attributes.worker_selector"),
     ({"idle_timeout": Duration(nanos=2_000_000_000)}, "attributes.idle_timeout.nanos"),
     ({"task_timeout": Duration(seconds=-3, nanos=-1_000_000_000)}, "attributes.task_timeout.nanos"),
+    ({"app_id": "app\x1b[2J"}, "attributes.app_id"),
+    ({"app_id": "app\x00"}, "attributes.app_id"),
+    ({"app_id": "\u202eexe.txt"}, "attributes.app_id"),
+    ({"tags": ["ok", "t\x1b]0;owned\x07"]}, "attributes.tags[1]"),
+    ({"worker_selector": {"gpu": "\u202etrue"}}, "attributes.worker_selector"),
+    ({"worker_selector": {"g\npu": "true"}}, "attributes.worker_selector"),
 ]
 
 
@@ -389,6 +395,33 @@ async def test_worker_protocol_errors(grid: Grid) -> None:
     assert (await worker.stream_outcome()).code == Code.NOT_FOUND
     await worker.stop()
     await grid.healthy()
+
+
+BAD_REGISTRATIONS: dict[str, tuple[proto.WorkerRegistration, str]] = {
+    "ESC in the node name": (proto.WorkerRegistration(node="n\x1b[31m"), "register.node"),
+    "NUL in the pod name": (proto.WorkerRegistration(pod="p\x00"), "register.pod"),
+    "RLO in a label value": (proto.WorkerRegistration(labels={"k": "\u202ev"}), "register.labels"),
+    "BEL in a label key": (proto.WorkerRegistration(labels={"k\x07": "v"}), "register.labels"),
+    "node name too long": (proto.WorkerRegistration(node="n" * 254), "register.node"),
+}
+
+
+@pytest.mark.parametrize("case", BAD_REGISTRATIONS)
+async def test_registration_with_control_characters_is_invalid_argument(
+    grid: Grid, case: str
+) -> None:
+    """A registration whose node, pod or labels hold control or bidi-override characters (or a
+    node name over 253 characters) is INVALID_ARGUMENT naming the field; nothing registers."""
+    registration, field = BAD_REGISTRATIONS[case]
+    status = proto.WorkerStatus(register=registration)
+    outcome = await call(grid.channel, method("WorkerUpdate"), [status], MD)
+    assert (outcome.code, outcome.field, outcome.responses) == (
+        Code.INVALID_ARGUMENT,
+        field,
+        [],
+    ), outcome
+    assert field in outcome.details
+    await grid.healthy()  # checks that no worker is left registered
 
 
 # ---------------------------------------------------------------------- bytes that do not decode

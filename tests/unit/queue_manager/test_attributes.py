@@ -43,6 +43,13 @@ def test_defaults_match_the_design():
             {"app_id": "a", "task_timeout": Duration(seconds=5, nanos=10**9)},
             "attributes.task_timeout.nanos",
         ),
+        ({"app_id": "a\x1b[2J"}, "attributes.app_id"),
+        ({"app_id": "a\x00"}, "attributes.app_id"),
+        ({"app_id": "\u202ea"}, "attributes.app_id"),
+        ({"app_id": "a\u2028b"}, "attributes.app_id"),
+        ({"app_id": "a", "tags": ["x", "y", "\u200bz"]}, "attributes.tags[2]"),
+        ({"app_id": "a", "worker_selector": {"k": "\x1bv"}}, "attributes.worker_selector"),
+        ({"app_id": "a", "worker_selector": {"k\u202d": "v"}}, "attributes.worker_selector"),
     ],
 )
 def test_bad_values_name_the_field(attrs, field):
@@ -86,3 +93,12 @@ def test_largest_valid_nanos_are_accepted():
         SessionAttributes(app_id="a", idle_timeout=Duration(seconds=1, nanos=999_999_999))
     )
     assert c.idle_timeout_s == pytest.approx(1.999999999)
+
+
+def test_printable_names_in_any_script_are_accepted():
+    """Names outside ASCII (accents, CJK, emoji, a no-break space) are not control characters."""
+    names = ["prícing", "リスク", "fx\u00a0desk", "🚀"]
+    c = resolve_new(
+        SessionAttributes(app_id=names[0], tags=names, worker_selector={"zone": "東京"})
+    )
+    assert (c.app_id, c.tags, c.worker_selector) == (names[0], tuple(names), {"zone": "東京"})

@@ -30,7 +30,7 @@ MD_ACKS: Final = "acks"
 MD_WORKER_ID: Final = "workerid"
 """Metadata key naming the worker of a WorkerStream; response header of WorkerUpdate."""
 MD_ERROR_FIELD: Final = "alpcrun-field"
-"""Trailing metadata key naming the offending field of an INVALID_ARGUMENT error."""
+"""Trailing metadata key naming the offending field of an INVALID_ARGUMENT or NOT_FOUND error."""
 
 MAX_MESSAGE_BYTES: Final = 64 * 1024 * 1024
 """Default largest gRPC message accepted or sent (bounded, never unlimited)."""

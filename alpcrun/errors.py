@@ -70,7 +70,17 @@ class SessionError(AlpcrunError):
 
 
 class SessionNotFound(SessionError):
-    """The session id is unknown (or was reaped)."""
+    """The session id is unknown (or was reaped).
+
+    Args:
+        message: Which session was not found.
+        field: Dotted name of the request field (or metadata key) that named the session,
+            e.g. ``session_id`` or ``sessionid``; servers send it as ``alpcrun-field``.
+    """
+
+    def __init__(self, message: str = "", *, field: str = "") -> None:
+        super().__init__(message)
+        self.field = field
 
 
 class SessionClosed(SessionError):

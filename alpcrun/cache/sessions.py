@@ -94,8 +94,9 @@ class OpenSessions:
             self._refused += 1
             self.forget(session_id)
             raise SessionNotFound(
-                f"header.session_id: session {session_id!r} is unknown to the queue manager; "
-                "shared data needs an open session"
+                f"session {session_id!r} is unknown to the queue manager; shared data needs an "
+                "open session",
+                field="header.session_id",
             ) from None
         except AlpcrunError as exc:
             self._failures += 1
@@ -107,8 +108,8 @@ class OpenSessions:
             self._refused += 1
             self.forget(session_id)
             raise SessionNotFound(
-                f"header.session_id: session {session_id!r} is closed; shared data needs an "
-                "open session"
+                f"session {session_id!r} is closed; shared data needs an open session",
+                field="header.session_id",
             )
         self._remember(session_id)
 

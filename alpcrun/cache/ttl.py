@@ -156,7 +156,9 @@ class SharedDataStore:
                 )
             return
         if sess is None:
-            raise SessionNotFound(f"session {session_id} has no shared data to update")
+            raise SessionNotFound(
+                f"session {session_id} has no shared data to update", field="header.session_id"
+            )
         if level <= sess.top:
             raise InvalidArgument(
                 f"update_level {level} does not go up: session {session_id} is at level {sess.top}",
@@ -218,7 +220,9 @@ class SharedDataStore:
         if entry is None or entry.expires_at <= self._clock.monotonic():
             self._misses += 1
             if sess is None:
-                raise SessionNotFound(f"session {session_id} has no shared data")
+                raise SessionNotFound(
+                    f"session {session_id} has no shared data", field="session_id"
+                )
             raise NotFound(
                 f"session {session_id} has no shared data at level {level} (levels held: "
                 f"{sorted(sess.levels)})",

@@ -16,13 +16,13 @@ import grpc.aio
 from google.protobuf.message import DecodeError
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1.health import aio as health_aio  # type: ignore[attr-defined]
-from grpc_reflection.v1alpha import reflection
 from prometheus_client import start_http_server
 from prometheus_client.registry import CollectorRegistry
 
 from alpcrun.constants import MAX_MESSAGE_BYTES
 from alpcrun.errors import ConfigError, InvalidArgument
 from alpcrun.proto.channel import server_options
+from alpcrun.proto.reflection import enable_reflection
 from alpcrun.proto.status import abort_with
 from alpcrun.tls import ServerTls
 
@@ -33,18 +33,13 @@ Context = grpc.aio.ServicerContext[Any, Any]
 async def add_standard_services(
     server: grpc.aio.Server, service_names: Sequence[str]
 ) -> health_aio.HealthServicer:
-    """Add grpc.health.v1 (every service SERVING) and server reflection to ``server``."""
+    """Add grpc.health.v1 (every service SERVING) and server reflection (v1 and v1alpha)."""
     health = health_aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health, server)
     for name in ("", *service_names):
         await health.set(name, health_pb2.HealthCheckResponse.SERVING)
-    reflection.enable_server_reflection(
-        [
-            *service_names,
-            health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
-            reflection.SERVICE_NAME,
-        ],
-        server,
+    enable_reflection(
+        [*service_names, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name], server
     )
     return health
 

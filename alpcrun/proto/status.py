@@ -13,7 +13,7 @@ import grpc
 import grpc.aio
 
 from alpcrun import errors
-from alpcrun.constants import MD_ERROR_FIELD
+from alpcrun.constants import MD_ERROR_FIELD, MD_SESSION_ID
 
 _TO_CODE: tuple[tuple[type[errors.AlpcrunError], grpc.StatusCode], ...] = (
     (errors.InvalidArgument, grpc.StatusCode.INVALID_ARGUMENT),
@@ -57,7 +57,8 @@ def to_status(exc: errors.AlpcrunError) -> tuple[grpc.StatusCode, str, tuple[tup
         if isinstance(exc, cls):
             trailers: tuple[tuple[str, str], ...] = ()
             message = str(exc)
-            if isinstance(exc, errors.InvalidArgument | errors.NotFound) and exc.field:
+            named = errors.InvalidArgument | errors.NotFound | errors.SessionNotFound
+            if isinstance(exc, named) and exc.field:
                 trailers = ((MD_ERROR_FIELD, exc.field),)
                 if not message.startswith(exc.field):
                     message = f"{exc.field}: {message}"
@@ -93,12 +94,21 @@ def from_status(code: grpc.StatusCode, details: str, field: str = "") -> errors.
     cls = _FROM_CODE.get(code, errors.TransportError)
     if cls is errors.InvalidArgument:
         return errors.InvalidArgument(details, field=field)
-    if cls is errors.SessionNotFound and field:
-        # Only NotFound names a field: a dead letter, a dispatch, not a session.
-        return errors.NotFound(details, field=field)
+    if cls is errors.SessionNotFound and field and not _names_session(field):
+        return errors.NotFound(details, field=field)  # a dead letter, a dispatch, ...
+    if cls is errors.SessionNotFound:
+        return errors.SessionNotFound(details, field=field)
     if cls is errors.TransportError:
         return errors.TransportError(f"{code.name}: {details}")
     return cls(details)
+
+
+def _names_session(field: str) -> bool:
+    """Whether a NOT_FOUND's field names a session, not another thing (a letter, a dispatch).
+
+    Session fields are ``session_id``, ``header.session_id`` and the ``sessionid`` key.
+    """
+    return field == MD_SESSION_ID or field.endswith("session_id")
 
 
 def status_code(number: int) -> grpc.StatusCode:

@@ -14,7 +14,7 @@ import itertools
 from ulid import ULID
 
 from alpcrun._clock import Clock
-from alpcrun.constants import MAX_ID_LENGTH
+from alpcrun.constants import MAX_ID_LENGTH, MD_SESSION_ID
 from alpcrun.errors import InvalidArgument, SessionClosed, SessionNotFound
 from alpcrun.proto import Batch, SessionAttributes, SessionState
 from alpcrun.queue_manager.attributes import apply, resolve_new
@@ -68,16 +68,18 @@ class SessionTable:
         record.seq = next(self._seq)
         self._ledger.session_adopted(record)
 
-    def get(self, session_id: str) -> SessionRecord:
-        """The session with this id, or SessionNotFound."""
+    def get(self, session_id: str, *, field: str = "session_id") -> SessionRecord:
+        """The session with this id, or SessionNotFound naming ``field``, where the id was."""
         try:
             return self.sessions[session_id]
         except KeyError:
-            raise SessionNotFound(f"session {session_id[:MAX_ID_LENGTH]!r} not found") from None
+            raise SessionNotFound(
+                f"session {session_id[:MAX_ID_LENGTH]!r} not found", field=field
+            ) from None
 
-    def open(self, session_id: str) -> SessionRecord:
-        """The session with this id; SessionClosed if it is closed."""
-        record = self.get(session_id)
+    def open(self, session_id: str, *, field: str = "session_id") -> SessionRecord:
+        """The session with this id; SessionClosed if it is closed, SessionNotFound if unknown."""
+        record = self.get(session_id, field=field)
         if record.closed:
             raise SessionClosed(f"session {session_id} is closed")
         return record
@@ -116,7 +118,7 @@ class SessionTable:
 
         Result batches written to earlier streams and not acknowledged are queued again.
         """
-        record = self.open(session_id)
+        record = self.open(session_id, field=MD_SESSION_ID)  # the stream's metadata named it
         old, record.client = record.client, outlet
         if old is not None:
             old.close(superseded=True)

@@ -45,13 +45,16 @@ CSR = proto.ClientStreamRequest
 
 # ---------------------------------------------------------------------- auth and unknown ids
 async def test_every_method_refuses_a_missing_or_wrong_api_key(grid: Grid) -> None:
-    """Every Queue and Admin method: no key is UNAUTHENTICATED, a wrong key PERMISSION_DENIED."""
+    """Every Queue and Admin method: no key is UNAUTHENTICATED, a wrong or empty key
+    PERMISSION_DENIED."""
     for rpc in METHODS:
         requests = [] if rpc.client_streaming else [b""]
         missing = await call(grid.channel, rpc, requests, ())
         wrong = await call(grid.channel, rpc, requests, (("api_key", "not-the-key"),))
+        empty = await call(grid.channel, rpc, requests, (("api_key", ""),))
         assert missing.code == Code.UNAUTHENTICATED, (rpc.name, missing)
         assert wrong.code == Code.PERMISSION_DENIED, (rpc.name, wrong)
+        assert empty.code == Code.PERMISSION_DENIED, (rpc.name, empty)
     await grid.healthy()
 
 
@@ -71,12 +74,14 @@ NOT_FOUND_REQUESTS: dict[str, Any] = {
 
 
 async def test_unknown_session_is_not_found(grid: Grid) -> None:
-    """Every method that names a session answers NOT_FOUND for an unknown one, naming it."""
+    """Every method that names a session answers NOT_FOUND for an unknown one, naming it and
+    the field (or metadata key) that held it in alpcrun-field."""
     for name, request in NOT_FOUND_REQUESTS.items():
         requests = [] if request is None else [request]
         outcome = await call(grid.channel, method(name), requests, with_session(UNKNOWN))
         assert outcome.code == Code.NOT_FOUND, (name, outcome)
         assert UNKNOWN in outcome.details, (name, outcome)
+        assert outcome.field == ("sessionid" if request is None else "session_id"), (name, outcome)
     await grid.healthy()
 
 

@@ -217,6 +217,16 @@ def test_bad_task_ids_are_refused_naming_the_task(h, ids, field):
     assert (s.submitted, s.queue.batches) == (len(ids), 1)
 
 
+def test_unknown_session_names_the_field_that_held_its_id(h):
+    """SessionNotFound names ``session_id`` for a request field and ``sessionid`` for a client
+    stream's metadata."""
+    with pytest.raises(SessionNotFound) as by_request:
+        h.core.session("nope")
+    with pytest.raises(SessionNotFound) as by_stream:
+        h.core.attach_client("nope", ClientRecorder())
+    assert (by_request.value.field, by_stream.value.field) == ("session_id", "sessionid")
+
+
 def test_backpressure_bound_and_room_signal():
     """has_room turns false at buffer_size and the client is told when room returns."""
     h = Harness(buffer_size=2)

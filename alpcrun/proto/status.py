@@ -23,6 +23,8 @@ _TO_CODE: tuple[tuple[type[errors.AlpcrunError], grpc.StatusCode], ...] = (
     (errors.SessionNotFound, grpc.StatusCode.NOT_FOUND),
     (errors.WorkerNotFound, grpc.StatusCode.NOT_FOUND),
     (errors.NotFound, grpc.StatusCode.NOT_FOUND),
+    (errors.PayloadLost, grpc.StatusCode.NOT_FOUND),
+    (errors.PayloadStateError, grpc.StatusCode.FAILED_PRECONDITION),
     (errors.SessionExists, grpc.StatusCode.ALREADY_EXISTS),
     (errors.SessionClosed, grpc.StatusCode.FAILED_PRECONDITION),
     (errors.ResourceExhausted, grpc.StatusCode.RESOURCE_EXHAUSTED),
@@ -57,7 +59,12 @@ def to_status(exc: errors.AlpcrunError) -> tuple[grpc.StatusCode, str, tuple[tup
         if isinstance(exc, cls):
             trailers: tuple[tuple[str, str], ...] = ()
             message = str(exc)
-            named = errors.InvalidArgument | errors.NotFound | errors.SessionNotFound
+            named = (
+                errors.InvalidArgument
+                | errors.NotFound
+                | errors.SessionNotFound
+                | errors.PayloadError
+            )
             if isinstance(exc, named) and exc.field:
                 trailers = ((MD_ERROR_FIELD, exc.field),)
                 if not message.startswith(exc.field):
@@ -94,6 +101,8 @@ def from_status(code: grpc.StatusCode, details: str, field: str = "") -> errors.
     cls = _FROM_CODE.get(code, errors.TransportError)
     if cls is errors.InvalidArgument:
         return errors.InvalidArgument(details, field=field)
+    if cls is errors.SessionClosed and field:
+        return errors.PayloadStateError(details, field=field)  # a payload's state names a field
     if cls is errors.SessionNotFound and field and not _names_session(field):
         return errors.NotFound(details, field=field)  # a dead letter, a dispatch, ...
     if cls is errors.SessionNotFound:

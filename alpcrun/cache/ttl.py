@@ -12,7 +12,9 @@ Semantics (``docs/shared-data.md``):
   expiry heap makes it O(expired · log n)); reads never return an expired entry either way.
 - Bytes are bounded: an upload *reserves* its declared size before its chunks are read, so
   concurrent uploads cannot overshoot ``max_bytes``; nothing is stored until the whole value
-  has arrived, and a failed upload gives its reservation back.
+  has arrived, and a failed upload gives its reservation back. Each level counts its value's
+  length plus :data:`~alpcrun.cache.lru.ENTRY_OVERHEAD_BYTES` (in reservations too), so empty
+  values fill the cache like any other.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import heapq
 from dataclasses import dataclass, field
 
 from alpcrun._clock import Clock
+from alpcrun.cache.lru import ENTRY_OVERHEAD_BYTES
 from alpcrun.constants import MAX_ID_LENGTH
 from alpcrun.errors import (
     InvalidArgument,
@@ -50,7 +53,8 @@ class StoreLimits:
     """Bounds of a :class:`SharedDataStore`."""
 
     max_bytes: int
-    """Most bytes stored (and reserved by uploads in progress) at once."""
+    """Most bytes stored (and reserved by uploads in progress) at once, each level counting
+    its value plus ``ENTRY_OVERHEAD_BYTES``."""
     max_value_bytes: int
     """Largest single value."""
     max_ttl_s: float
@@ -84,9 +88,9 @@ class StoreStatistics:
     entries: int
     """Levels stored over all sessions."""
     bytes_used: int
-    """Bytes of stored values."""
+    """Bytes charged for stored levels: each value's length plus ``ENTRY_OVERHEAD_BYTES``."""
     bytes_reserved: int
-    """Bytes reserved by uploads in progress."""
+    """Bytes reserved by uploads in progress (declared size plus ``ENTRY_OVERHEAD_BYTES``)."""
     max_bytes: int
     """The byte bound."""
     hits: int
@@ -166,27 +170,33 @@ class SharedDataStore:
             )
 
     def reserve(self, size: int) -> None:
-        """Reserve ``size`` bytes for an upload (ResourceExhausted when they do not fit)."""
+        """Reserve room for an upload of ``size`` bytes (ResourceExhausted when it does not fit).
+
+        The room is ``size`` plus ``ENTRY_OVERHEAD_BYTES``, what the level will count once
+        stored.
+        """
         if size > self.limits.max_value_bytes:
             raise InvalidArgument(
                 f"value of {size} bytes is above the cache's max_value_bytes of "
                 f"{self.limits.max_value_bytes}",
                 field="header.size_bytes",
             )
-        if self._used + self._reserved + size > self.limits.max_bytes:
+        charge = size + ENTRY_OVERHEAD_BYTES
+        if self._used + self._reserved + charge > self.limits.max_bytes:
             self.sweep()
-        if self._used + self._reserved + size > self.limits.max_bytes:
+        if self._used + self._reserved + charge > self.limits.max_bytes:
             self._rejected += 1
             raise ResourceExhausted(
                 f"central cache full: {self._used} bytes stored and {self._reserved} reserved "
-                f"of {self.limits.max_bytes}; a value of {size} bytes does not fit (delete "
+                f"of {self.limits.max_bytes}; a value of {size} bytes (counted as {charge}: "
+                f"every level also counts {ENTRY_OVERHEAD_BYTES} bytes) does not fit (delete "
                 "shared data of finished sessions, use shorter TTLs or raise max_bytes)"
             )
-        self._reserved += size
+        self._reserved += charge
 
     def release(self, size: int) -> None:
-        """Give back a reservation of an upload that failed."""
-        self._reserved = max(0, self._reserved - size)
+        """Give back the reservation of an upload of ``size`` bytes that failed."""
+        self._reserved = max(0, self._reserved - size - ENTRY_OVERHEAD_BYTES)
 
     # -- operations ------------------------------------------------------------------------
 
@@ -204,7 +214,7 @@ class SharedDataStore:
         entry = SharedEntry(session_id, level, value, self._clock.monotonic() + ttl_s)
         sess.levels[level] = entry
         sess.top = level
-        self._used += len(value)
+        self._used += len(value) + ENTRY_OVERHEAD_BYTES
         self._stores += 1
         heapq.heappush(self._heap, (entry.expires_at, session_id, level))
         return entry
@@ -232,12 +242,12 @@ class SharedDataStore:
         return entry
 
     def delete(self, session_id: str) -> tuple[int, int]:
-        """Drop every level of the session; returns (levels, bytes) dropped."""
+        """Drop every level of the session; returns (levels, value bytes) dropped."""
         sess = self._sessions.pop(session_id, None)
         if sess is None:
             return 0, 0
         freed = sum(len(e.value) for e in sess.levels.values())
-        self._used -= freed
+        self._used -= freed + len(sess.levels) * ENTRY_OVERHEAD_BYTES
         self._deletions += len(sess.levels)
         return len(sess.levels), freed
 
@@ -256,7 +266,7 @@ class SharedDataStore:
             if sess is None or entry is None or entry.expires_at != expires_at:
                 continue  # deleted or replaced since this heap item was pushed
             del sess.levels[level]
-            self._used -= len(entry.value)
+            self._used -= len(entry.value) + ENTRY_OVERHEAD_BYTES
             self._expirations += 1
             dropped += 1
             if not sess.levels:

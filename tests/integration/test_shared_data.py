@@ -10,6 +10,7 @@ import pytest
 
 from alpcrun import proto
 from alpcrun.cache.client import SharedDataClient
+from alpcrun.cache.lru import ENTRY_OVERHEAD_BYTES
 from alpcrun.cache.read_client import NodeReadClient
 from alpcrun.errors import (
     InvalidArgument,
@@ -88,7 +89,7 @@ async def test_bad_input_gets_documented_errors_and_stores_nothing():
         with pytest.raises(NotFound):
             await c.get("s", 1)
         st = cc.store.statistics()
-        assert (st.entries, st.bytes_used, st.bytes_reserved) == (1, 1, 0)
+        assert (st.entries, st.bytes_used, st.bytes_reserved) == (1, 1 + ENTRY_OVERHEAD_BYTES, 0)
 
 
 async def test_an_overlong_session_id_is_invalid_argument_everywhere(tmp_path):
@@ -139,7 +140,7 @@ async def test_streams_cut_or_short_store_nothing_and_free_their_reservation():
         call = stub.SetSharedData(_chunks(first, hang=never), metadata=md)
 
         async def reserved() -> None:
-            assert cc.store.statistics().bytes_reserved == 3 * MIB
+            assert cc.store.statistics().bytes_reserved == 3 * MIB + ENTRY_OVERHEAD_BYTES
 
         await eventually(reserved)
         call.cancel()  # the client goes away after one of three chunks
@@ -164,7 +165,8 @@ async def test_streams_cut_or_short_store_nothing_and_free_their_reservation():
 
 
 async def test_full_cache_is_resource_exhausted():
-    async with running_central_cache(max_bytes=2 * MIB) as cc, insecure_channel(cc.address) as ch:
+    full = 2 * (MIB + ENTRY_OVERHEAD_BYTES)  # two 1 MiB levels, each with its overhead
+    async with running_central_cache(max_bytes=full) as cc, insecure_channel(cc.address) as ch:
         c = client(ch)
         await c.set("a", b"x" * MIB)
         await c.set("b", b"x" * MIB)
@@ -301,10 +303,10 @@ async def test_metrics_endpoints_expose_the_cache_counters():
 
         central = await asyncio.to_thread(scrape, cc.metrics_port)
         node = await asyncio.to_thread(scrape, na.metrics_port)
-    assert "alpcrun_cache_bytes 3.0" in central
+    assert f"alpcrun_cache_bytes {3 + ENTRY_OVERHEAD_BYTES}.0" in central
     assert "alpcrun_cache_stores_total 1.0" in central
     assert "alpcrun_node_cache_central_fetches_total 1.0" in node
-    assert "alpcrun_node_cache_bytes 3.0" in node
+    assert f"alpcrun_node_cache_bytes {3 + ENTRY_OVERHEAD_BYTES}.0" in node
 
 
 async def test_concurrent_sets_one_wins_and_nothing_stays_reserved():
@@ -317,7 +319,11 @@ async def test_concurrent_sets_one_wins_and_nothing_stays_reserved():
         lost = [o for o in outcomes if isinstance(o, SharedDataExists)]
         assert (len(won), len(lost)) == (1, 3)
         st = cc.store.statistics()
-        assert (st.entries, st.bytes_used, st.bytes_reserved) == (1, 2 * MIB, 0)
+        assert (st.entries, st.bytes_used, st.bytes_reserved) == (
+            1,
+            2 * MIB + ENTRY_OVERHEAD_BYTES,
+            0,
+        )
         value = (await c.get("s", 1)).value
         assert value == value[:1] * (2 * MIB)
 

@@ -2,11 +2,12 @@
 
 import pytest
 
+from alpcrun.cache.lru import ENTRY_OVERHEAD_BYTES as O
 from alpcrun.cache.lru import NodeLRU
 from alpcrun.testing import FakeClock
 
 
-def make(max_bytes=100):
+def make(max_bytes=100_000):
     clock = FakeClock()
     return NodeLRU(max_bytes=max_bytes, clock=clock), clock
 
@@ -35,34 +36,36 @@ def test_levels_coexist():
 
 
 def test_byte_bound_evicts_least_recently_used_first():
-    lru, _ = make(max_bytes=100)
+    lru, _ = make(max_bytes=100 + 2 * O)
     lru.put(("a", 1), b"a" * 40, 10)
     lru.put(("b", 1), b"b" * 40, 10)
     assert lru.get(("a", 1)) is not None  # a is now more recent than b
-    lru.put(("c", 1), b"c" * 40, 10)  # 120 > 100: evict the LRU one, b
+    lru.put(("c", 1), b"c" * 40, 10)  # 120 + 3 O > 100 + 2 O: evict the LRU one, b
     assert lru.get(("b", 1)) is None
     assert lru.get(("a", 1)) is not None
     assert lru.get(("c", 1)) is not None
     st = lru.statistics()
-    assert (st.evictions, st.bytes_used, st.entries) == (1, 80, 2)
+    assert (st.evictions, st.bytes_used, st.entries) == (1, 80 + 2 * O, 2)
     lru.put(("d", 1), b"d" * 100, 10)  # needs the whole cache
     assert sorted(lru.keys()) == [("d", 1)]
     assert lru.statistics().evictions == 3
 
 
 def test_value_larger_than_cache_is_returned_but_not_kept():
-    lru, _ = make(max_bytes=10)
+    lru, _ = make(max_bytes=10 + O)
     entry = lru.put(("s", 1), b"x" * 11, 10)
     assert entry.value == b"x" * 11
     assert lru.get(("s", 1)) is None
     assert lru.statistics().too_large == 1
+    lru.put(("s", 2), b"x" * 10, 10)  # exactly the whole cache: kept
+    assert lru.get(("s", 2)) is not None
 
 
 def test_replacing_a_key_does_not_double_count_bytes():
-    lru, _ = make(max_bytes=100)
+    lru, _ = make(max_bytes=100 + O)
     lru.put(("s", 1), b"x" * 60, 10)
     lru.put(("s", 1), b"y" * 60, 10)
-    assert lru.statistics().bytes_used == 60
+    assert lru.statistics().bytes_used == 60 + O
     assert lru.statistics().evictions == 0
 
 
@@ -83,3 +86,14 @@ def test_non_positive_ttl_is_not_kept_and_bad_size_refused():
     assert lru.get(("s", 1)) is None
     with pytest.raises(ValueError, match="positive"):
         NodeLRU(max_bytes=0, clock=FakeClock())
+
+
+def test_empty_values_count_their_overhead_and_are_evicted():
+    """Zero-byte levels are charged ENTRY_OVERHEAD_BYTES each, so they fill the cache and
+    are evicted like any other: never more than max_bytes // ENTRY_OVERHEAD_BYTES of them."""
+    lru, _ = make(max_bytes=4 * O)
+    for i in range(10):
+        lru.put((f"s{i}", 1), b"", 60)
+    st = lru.statistics()
+    assert (st.entries, st.bytes_used, st.evictions) == (4, 4 * O, 6)
+    assert sorted(lru.keys()) == [(f"s{i}", 1) for i in range(6, 10)]

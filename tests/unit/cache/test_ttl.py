@@ -2,6 +2,7 @@
 
 import pytest
 
+from alpcrun.cache.lru import ENTRY_OVERHEAD_BYTES as O
 from alpcrun.cache.ttl import SharedDataStore, StoreLimits
 from alpcrun.errors import (
     InvalidArgument,
@@ -13,7 +14,7 @@ from alpcrun.errors import (
 from alpcrun.testing import FakeClock
 
 
-def make(max_bytes=1000, max_value_bytes=500, max_ttl_s=600.0):
+def make(max_bytes=100_000, max_value_bytes=500, max_ttl_s=600.0):
     clock = FakeClock()
     store = SharedDataStore(
         limits=StoreLimits(
@@ -97,22 +98,23 @@ def test_ttl_capped_by_max_ttl_and_zero_means_max():
 
 
 def test_byte_bound_reservations_and_release():
-    store, _ = make(max_bytes=1000, max_value_bytes=600)
+    store, _ = make(max_bytes=1000 + O, max_value_bytes=600)
     store.reserve(600)
+    assert store.statistics().bytes_reserved == 600 + O
     with pytest.raises(ResourceExhausted, match="central cache full"):
-        store.reserve(500)
+        store.reserve(400)  # 1000 bytes of values, but two levels' overhead
     store.release(600)  # the upload failed: nothing stored, room again
     store.reserve(500)
     store.store("a", 1, b"x" * 500, 10, update=False)
     st = store.statistics()
-    assert (st.bytes_used, st.bytes_reserved, st.rejected_full) == (500, 0, 1)
+    assert (st.bytes_used, st.bytes_reserved, st.rejected_full) == (500 + O, 0, 1)
     with pytest.raises(InvalidArgument) as exc:
         store.reserve(601)
     assert exc.value.field == "header.size_bytes"
 
 
 def test_full_store_makes_room_by_sweeping_expired_entries_first():
-    store, clock = make(max_bytes=100, max_value_bytes=100)
+    store, clock = make(max_bytes=100 + O, max_value_bytes=100)
     put(store, "a", 1, b"x" * 100, ttl=1)
     clock.advance(1)
     store.reserve(100)  # fits once the expired entry is swept
@@ -126,7 +128,7 @@ def test_store_revalidates_and_leaves_the_reservation_to_the_caller_when_state_c
     put(store, "s", 1, b"abc")  # a concurrent upload won
     with pytest.raises(SharedDataExists):
         store.store("s", 1, b"xyz", 10, update=False)
-    assert store.statistics().bytes_reserved == 3  # the caller's finally releases it
+    assert store.statistics().bytes_reserved == 3 + O  # the caller's finally releases it
     store.release(3)
     assert store.statistics().bytes_reserved == 0
     assert store.get("s", 1).value == b"abc"
@@ -164,3 +166,22 @@ def test_session_ids_longer_than_128_characters_are_refused_by_name():
     assert exc.value.field == "session_id"
     put(store, "s" * 128, 1, b"v")
     assert store.get("s" * 128, 1).value == b"v"
+
+
+def test_empty_values_count_their_overhead_against_the_byte_bound():
+    """Zero-byte levels are charged ENTRY_OVERHEAD_BYTES each: a full cache refuses the next
+    one, and deleting or expiring levels gives their overhead back."""
+    store, clock = make(max_bytes=10 * O)
+    for i in range(10):
+        put(store, f"s{i}", 1, b"", ttl=1 if i < 3 else 60)
+    st = store.statistics()
+    assert (st.entries, st.bytes_used) == (10, 10 * O)
+    with pytest.raises(ResourceExhausted, match=f"every level also counts {O} bytes"):
+        store.reserve(0)
+    assert store.statistics().rejected_full == 1
+    assert store.delete("s9") == (1, 0)
+    put(store, "again", 1, b"")  # the deleted level's room
+    clock.advance(1)
+    put(store, "after-expiry", 1, b"")  # the reserve sweeps the three expired levels
+    st = store.statistics()
+    assert (st.entries, st.bytes_used, st.bytes_reserved) == (8, 8 * O, 0)

@@ -431,6 +431,12 @@ class NodeAgentSettings(_CacheServer):
     picks a free one, ``"off"`` serves none. Not served with ``tls`` (it is plaintext)."""
     read_socket: str | None = None
     """Also serve the read path on this Unix socket path (plaintext, also with ``tls``)."""
+    read_idle_timeout: Seconds = Field(default=60.0, gt=0)
+    """Close a read-path connection on which nothing happens for this long (no whole request
+    arrives, no answer is written or read, no fetch is pending); clients reconnect."""
+    read_max_connections: int = Field(default=1024, ge=1)
+    """Read-path connections open at once (TCP and Unix socket together); a new one beyond
+    closes the connection idle longest, or is closed itself when none is idle."""
 
 
 S = TypeVar("S", bound=_Base)

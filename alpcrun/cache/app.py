@@ -24,7 +24,7 @@ from alpcrun.cache.client import SharedDataClient
 from alpcrun.cache.lru import NodeLRU
 from alpcrun.cache.metrics import CentralCacheCollector, NodeCacheCollector, registry_of
 from alpcrun.cache.node import NodeCache, NodeCacheService
-from alpcrun.cache.read_server import NodeReadServer, NodeReadService
+from alpcrun.cache.read_server import NodeReadServer, NodeReadService, ReadLimits
 from alpcrun.cache.sessions import OpenSessions, QueueManagerLookup
 from alpcrun.cache.ttl import SharedDataStore, StoreLimits
 from alpcrun.config import CentralCacheSettings, NodeAgentSettings
@@ -310,7 +310,10 @@ class NodeAgent(_Server):
             assert self.cache is not None
             keys = api_keys(s.api_key, auth_disabled=s.auth_disabled)
             service = NodeReadService(self.cache, self.clock, keys)
-            server = NodeReadServer(service, host=s.host, port=port, socket_path=s.read_socket)
+            limits = ReadLimits(s.read_idle_timeout, s.read_max_connections)
+            server = NodeReadServer(
+                service, host=s.host, port=port, socket_path=s.read_socket, limits=limits
+            )
             try:
                 await server.start()
             except ConfigError:

@@ -11,7 +11,11 @@ that does not decode gets an error reply (id 0) and the connection is closed; at
 :data:`MAX_PENDING` misses wait for their fetch per connection; while the client does not
 read its replies, reading requests pauses and fetched answers wait, so one value at most
 sits in the write buffer beyond its limit and a client cannot make the server buffer without
-bound.
+bound. So are the connections (:class:`ReadLimits`): one on which nothing happens for
+``idle_timeout_s`` (no whole request arrives, no answer is written or taken by the client,
+no fetch is pending; a partly sent request does not count) is closed, and at
+``max_connections`` a new connection closes the one idle longest, or is itself closed when
+every connection is busy.
 """
 
 from __future__ import annotations
@@ -22,17 +26,18 @@ import logging
 import os
 import stat
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from google.protobuf.message import DecodeError
 
 from alpcrun._clock import Clock
-from alpcrun.proto.frames import FrameBuffer, frame
 from alpcrun.cache.lru import NodeEntry
 from alpcrun.cache.node import NodeCache, entry_header
 from alpcrun.constants import MD_ERROR_FIELD
 from alpcrun.errors import AlpcrunError, ConfigError, InvalidArgument
 from alpcrun.proto import NodeReadReply, NodeReadRequest
 from alpcrun.proto.auth import ApiKeys
+from alpcrun.proto.frames import FrameBuffer, frame
 from alpcrun.proto.status import to_status
 
 log = logging.getLogger("alpcrun.cache.read")
@@ -41,6 +46,38 @@ MAX_REQUEST_FRAME = 64 * 1024
 """Longest request frame accepted (a request is a key, a session id and a level)."""
 MAX_PENDING = 64
 """Misses per connection waiting for their fetch before the server stops reading requests."""
+JOIN_BYTES = 64 * 1024
+"""Answers up to this size are joined and written at once (one send); larger ones piece by
+piece, so a value's chunks are never copied."""
+
+
+@dataclass(frozen=True, slots=True)
+class ReadLimits:
+    """Bounds on the read path's connections.
+
+    The node agent's settings ``read_idle_timeout`` and ``read_max_connections``.
+    """
+
+    idle_timeout_s: float = 60.0
+    """A connection on which nothing happens for this long is closed."""
+    max_connections: int = 1024
+    """Connections open at once; a new one beyond closes the one idle longest."""
+
+
+@dataclass(frozen=True, slots=True)
+class ReadPathStatistics:
+    """Counters and gauges of the read path."""
+
+    requests: int
+    """Requests answered (hits, misses and errors)."""
+    connections: int
+    """Connections open now."""
+    closed_idle: int
+    """Connections closed because nothing happened on them for ``idle_timeout_s``, or
+    because a new connection needed the room at ``max_connections``."""
+    refused: int
+    """Connections closed at once: ``max_connections`` were open and none was idle."""
+
 
 Answer = list[bytes]
 """What to write for one request: the reply frame, then the value's chunks (if any)."""
@@ -57,6 +94,14 @@ class NodeReadService:
         """Requests answered (hits, misses and errors)."""
         self.connections = 0
         """Connections currently open."""
+        self.closed_idle = 0
+        """Connections closed idle (timed out, or making room for a new one)."""
+        self.refused = 0
+        """Connections refused: the limit was reached and none was idle."""
+
+    def statistics(self) -> ReadPathStatistics:
+        """A snapshot of the counters."""
+        return ReadPathStatistics(self.requests, self.connections, self.closed_idle, self.refused)
 
     def answer_now(self, request: NodeReadRequest) -> Answer | None:
         """A hit or an error, answered at once; None for a miss (then :meth:`answer_fetched`)."""
@@ -92,36 +137,105 @@ class NodeReadService:
         return [frame(reply.SerializeToString())]
 
 
+class _Connections:
+    """The open connections of a server, within its :class:`ReadLimits`."""
+
+    def __init__(self, service: NodeReadService, limits: ReadLimits) -> None:
+        self.service = service
+        self.limits = limits
+        self.open: set[_Connection] = set()
+
+    def admit(self, conn: _Connection) -> bool:
+        """Take ``conn`` in, closing the connection idle longest to make room if needed.
+
+        False (``conn`` must be closed) when the limit is reached and none is idle.
+        """
+        if len(self.open) >= self.limits.max_connections:
+            idle = [c for c in self.open if c.idle]
+            if not idle:
+                self.service.refused += 1
+                return False
+            self.close_idle(min(idle, key=lambda c: c.last_active))
+        self.open.add(conn)
+        self.service.connections += 1
+        return True
+
+    def close_idle(self, conn: _Connection) -> None:
+        """Close ``conn`` for being idle (what it still buffers is dropped)."""
+        self.service.closed_idle += 1
+        self.release(conn)
+        conn.abort()
+
+    def release(self, conn: _Connection) -> None:
+        """Forget ``conn`` (closed); a connection never admitted, or forgotten, is ignored."""
+        if conn in self.open:
+            self.open.discard(conn)
+            self.service.connections -= 1
+
+
 class _Connection(asyncio.Protocol):
     """One client connection: requests parsed as they arrive, replies written as ready."""
 
-    def __init__(self, service: NodeReadService, track: set[_Connection]) -> None:
-        self._service = service
-        self._track = track
+    def __init__(self, connections: _Connections) -> None:
+        self._connections = connections
+        self._service = connections.service
         self._buffer = FrameBuffer(MAX_REQUEST_FRAME)
         self._transport: asyncio.Transport | None = None
         self._pending: set[asyncio.Task[None]] = set()
+        self._fetching = 0  # pending answers still being fetched (not waiting to be written)
         self._read_paused = False
         self._writable = asyncio.Event()  # set while the transport takes more writes
         self._writable.set()
+        self._loop = asyncio.get_running_loop()
+        self.last_active = self._loop.time()
+        """Loop time of the last request read, answer written or write taken by the client."""
+        self._timer: asyncio.TimerHandle | None = None
+
+    @property
+    def idle(self) -> bool:
+        """Nothing pending: no fetch waits and every answer has been taken by the client."""
+        t = self._transport
+        return not self._pending and (t is None or t.get_write_buffer_size() == 0)
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
         self._transport = transport
-        self._track.add(self)
-        self._service.connections += 1
+        if not self._connections.admit(self):
+            self.abort()
+            return
+        self._arm(self._connections.limits.idle_timeout_s)
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self._track.discard(self)
-        self._service.connections -= 1
+        self._connections.release(self)
         for task in self._pending:
             task.cancel()
+        if self._timer is not None:
+            self._timer.cancel()
         self._transport = None
 
     def close(self) -> None:
         """Close the connection (replies already written are flushed first)."""
         if self._transport is not None:
             self._transport.close()
+
+    def abort(self) -> None:
+        """Close the connection at once (what the transport buffers is dropped)."""
+        if self._transport is not None:
+            self._transport.abort()
+
+    def _arm(self, delay: float) -> None:
+        self._timer = self._loop.call_later(delay, self._check_idle)
+
+    def _check_idle(self) -> None:
+        """Close the connection if nothing happened on it for the idle timeout; else re-arm."""
+        timeout = self._connections.limits.idle_timeout_s
+        quiet = self._loop.time() - self.last_active
+        if self._fetching:  # a fetch is bounded by its own timeout; its answer is activity
+            self._arm(timeout)
+        elif quiet >= timeout:
+            self._connections.close_idle(self)
+        else:
+            self._arm(timeout - quiet)
 
     def data_received(self, data: bytes) -> None:
         self._buffer.feed(data)
@@ -139,33 +253,53 @@ class _Connection(asyncio.Protocol):
                 except DecodeError:
                     raise InvalidArgument("a request frame is not a NodeReadRequest") from None
             except AlpcrunError as exc:  # the stream cannot be trusted any more
-                self._transport.writelines(self._service.error(0, exc))
+                self._write(self._service.error(0, exc))
                 self._transport.close()
                 return
+            self.last_active = self._loop.time()
             answer = self._service.answer_now(request)
             if answer is not None:
-                self._transport.writelines(answer)
+                self._write(answer)
             else:
                 task = asyncio.ensure_future(self._answer_later(request))
                 self._pending.add(task)
                 task.add_done_callback(self._fetched)
                 self._throttle()
 
+    def _write(self, answer: Answer) -> None:
+        """Write an answer with ``write`` only, never ``writelines``.
+
+        ``writelines`` of CPython 3.12.0-3.12.8 and 3.13.0-3.13.1 never pauses the protocol
+        (CPython gh-127655): ``pause_writing`` would not come and flow control would not
+        hold. Small answers are joined (one send); a large value's chunks are written as
+        they are, not copied.
+        """
+        assert self._transport is not None
+        if len(answer) > 1 and sum(map(len, answer)) <= JOIN_BYTES:
+            self._transport.write(b"".join(answer))
+        else:
+            for piece in answer:
+                self._transport.write(piece)
+        self.last_active = self._loop.time()
+
     async def _answer_later(self, request: NodeReadRequest) -> None:
-        answer = await self._service.answer_fetched(request)
+        self._fetching += 1
+        try:
+            answer = await self._service.answer_fetched(request)
+        finally:
+            self._fetching -= 1
         # Fetched answers wait for the client to read, so at most one value at a time sits
         # in the write buffer above its limit however many misses completed together.
         while not self._writable.is_set():
             await self._writable.wait()
         if self._transport is not None and not self._transport.is_closing():
-            self._transport.writelines(answer)
+            self._write(answer)
 
     def _fetched(self, task: asyncio.Task[None]) -> None:
         self._pending.discard(task)
         if not task.cancelled() and (exc := task.exception()) is not None:
             log.error("node read failed unexpectedly", exc_info=exc)
-            if self._transport is not None:
-                self._transport.abort()
+            self.abort()
             return
         self._throttle()
 
@@ -174,6 +308,7 @@ class _Connection(asyncio.Protocol):
         self._throttle()
 
     def resume_writing(self) -> None:
+        self.last_active = self._loop.time()  # the client is reading
         self._writable.set()
         self._throttle()
 
@@ -199,6 +334,7 @@ class NodeReadServer:
         host: TCP host to bind (with ``port``).
         port: TCP port (0: a free one); None: no TCP listener.
         socket_path: Unix socket path; None: none.
+        limits: Idle timeout and most connections (both listeners together).
     """
 
     def __init__(
@@ -208,19 +344,20 @@ class NodeReadServer:
         host: str,
         port: int | None,
         socket_path: str | None,
+        limits: ReadLimits | None = None,
     ) -> None:
         self.service = service
         self._host = host
         self._port = port
         self._socket_path = socket_path
         self._servers: list[asyncio.Server] = []
-        self._connections: set[_Connection] = set()
+        self._connections = _Connections(service, limits or ReadLimits())
         self._unix_bound = False
         self.port: int | None = None
         """The TCP port bound (None: no TCP listener)."""
 
     def _factory(self) -> Callable[[], _Connection]:
-        return lambda: _Connection(self.service, self._connections)
+        return lambda: _Connection(self._connections)
 
     async def start(self) -> None:
         """Bind and listen."""
@@ -244,8 +381,11 @@ class NodeReadServer:
         """Stop listening and close every connection."""
         for server in self._servers:
             server.close()
-        for conn in list(self._connections):
-            conn.close()
+        for conn in list(self._connections.open):
+            if conn.idle:
+                conn.close()
+            else:  # a client that does not read would hold the close (and stop) forever
+                conn.abort()
         for server in self._servers:
             await server.wait_closed()
         if self._unix_bound and self._socket_path is not None:
@@ -259,4 +399,11 @@ class NodeReadServer:
         return f"NodeReadServer(port={self.port}, socket={self._socket_path!r})"
 
 
-__all__ = ["MAX_PENDING", "MAX_REQUEST_FRAME", "NodeReadServer", "NodeReadService"]
+__all__ = [
+    "MAX_PENDING",
+    "MAX_REQUEST_FRAME",
+    "NodeReadServer",
+    "NodeReadService",
+    "ReadLimits",
+    "ReadPathStatistics",
+]

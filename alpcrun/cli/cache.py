@@ -44,6 +44,18 @@ def add_parsers(sub: Any, common: Common) -> None:
     na.add_argument(
         "--read-socket", metavar="PATH", help="also serve the read path on this Unix socket"
     )
+    na.add_argument(
+        "--read-idle-timeout",
+        metavar="DURATION",
+        help="close a read-path connection idle this long, e.g. 60s (default 60s)",
+    )
+    na.add_argument(
+        "--read-max-connections",
+        type=int,
+        metavar="N",
+        help="read-path connections open at once; beyond, the one idle longest is closed "
+        "(default 1024)",
+    )
 
 
 def _server_flags(p: argparse.ArgumentParser, port: int, metrics_port: int) -> None:
@@ -112,6 +124,8 @@ def node_agent(args: argparse.Namespace) -> int:
         unix_socket=args.unix_socket,
         read_port=args.read_port,
         read_socket=args.read_socket,
+        read_idle_timeout=args.read_idle_timeout,
+        read_max_connections=args.read_max_connections,
         **_common_overrides(args),
     )
     setup_logging(settings.log_level, json_lines=settings.log_json)

@@ -471,7 +471,7 @@ async def test_misses_answered_together_wait_for_an_unread_client_one_value_at_a
             w.write(wire(*(request(i + 1) for i in range(n))))  # all misses: one fetch
             await w.drain()
             await asyncio.sleep(0.5)
-            [conn] = na.read_server._connections
+            [conn] = na.read_server._connections.open
             assert conn._transport is not None
             assert conn._transport.get_write_buffer_size() <= 2 * MIB
             ids = []
@@ -481,6 +481,131 @@ async def test_misses_answered_together_wait_for_an_unread_client_one_value_at_a
                 ids.append(reply.id)
         assert sorted(ids) == list(range(1, n + 1))
         assert fetches(na) == 1
+
+
+# --- idle connections and the connection limit --------------------------------------------
+
+
+async def closed_by_server(r: asyncio.StreamReader, within: float = 15) -> bool:
+    """Whether the server closes the connection (EOF or reset) within ``within`` seconds."""
+    try:
+        while await asyncio.wait_for(r.read(1 << 16), within):
+            pass
+    except ConnectionError:
+        pass
+    except TimeoutError:
+        return False
+    return True
+
+
+async def test_idle_and_half_sent_connections_are_closed_after_the_idle_timeout():
+    """Connections that send nothing, or half a request, are closed after read_idle_timeout;
+    one that keeps asking stays open, and a client whose connection was closed reconnects."""
+    n = 100
+    async with agent(read_idle_timeout=1.0) as (_, na, central):
+        await central.set("s", b"v")
+        assert na.read_server is not None
+        service = na.read_server.service
+        host, port = parse_address(na.read_address or "")
+        conns = [await asyncio.open_connection(host, port) for _ in range(2 * n)]
+        half = wire(request(1))[:7]  # the length prefix and 3 bytes of the request
+        for _, w in conns[n:]:
+            w.write(half)
+        client = reader(na)
+        try:
+            assert (await client.get("s", 1)).value == b"v"
+            async with raw(na) as (busy_r, busy_w):
+                loop = asyncio.get_running_loop()
+                start = loop.time()
+                asked = 0
+                while loop.time() - start < 2.5:  # past the timeout, a request every 0.2 s
+                    asked += 1
+                    busy_w.write(wire(request(asked)))
+                    assert (await asyncio.wait_for(read_reply(busy_r), 5))[1] == b"v"
+                    await asyncio.sleep(0.2)
+                closed = await asyncio.gather(*(closed_by_server(r) for r, _ in conns))
+                assert all(closed)
+                assert service.connections == 1  # only the busy one is left
+                assert service.closed_idle >= 2 * n + 1  # the client's connection too
+                assert not client.connected
+                assert (await client.get("s", 1)).value == b"v"  # reconnects by itself
+        finally:
+            await client.aclose()
+            for _, w in conns:
+                w.close()
+
+
+async def test_a_client_that_reads_nothing_is_closed_after_the_idle_timeout():
+    """Requests sent, answers never read: once nothing moves for the timeout, the connection
+    is aborted and its buffered answers dropped."""
+    value = os.urandom(256 * KIB)
+    async with agent(read_idle_timeout=1.0) as (_, na, central):
+        await central.set("s", value)
+        assert na.read_server is not None
+        service = na.read_server.service
+        async with raw(na) as (_r, w):
+            w.write(wire(*(request(i + 1) for i in range(200))))  # 50 MiB of answers
+
+            async def stuck() -> None:
+                assert service.requests > 0
+                [conn] = na.read_server._connections.open  # type: ignore[union-attr]
+                assert not conn.idle  # its answers wait in the write buffer
+
+            await eventually(stuck, within=10)
+
+            async def aborted() -> None:
+                assert service.connections == 0
+
+            await eventually(aborted, within=15)
+            assert service.closed_idle == 1
+            assert service.requests < 200
+
+
+async def test_at_the_connection_limit_a_new_connection_closes_the_one_idle_longest():
+    """read_max_connections: the oldest idle connection makes room; with none idle the new
+    connection is refused; the count never passes the limit."""
+    value = os.urandom(256 * KIB)
+    limit = 4
+    async with agent(read_max_connections=limit, read_idle_timeout=120) as (_, na, central):
+        await central.set("s", value)
+        assert na.read_server is not None
+        service = na.read_server.service
+        host, port = parse_address(na.read_address or "")
+        old = [await asyncio.open_connection(host, port) for _ in range(limit)]
+
+        async def full() -> None:
+            assert service.connections == limit
+
+        await eventually(full)
+        async with raw(na) as (r, w):  # one more: the first connection is closed for it
+            w.write(wire(request(1)))
+            assert (await read_reply(r))[1] == value
+            assert await closed_by_server(old[0][0])
+            assert service.connections == limit
+            assert service.closed_idle == 1
+        for _, ow in old:
+            ow.close()
+
+        async def empty() -> None:
+            assert service.connections == 0
+
+        await eventually(empty)
+        busy = [await asyncio.open_connection(host, port) for _ in range(limit)]
+        for _, bw in busy:  # nobody reads: every connection has answers waiting
+            bw.write(wire(*(request(i + 1) for i in range(50))))
+
+        async def all_busy() -> None:
+            conns = na.read_server._connections.open  # type: ignore[union-attr]
+            assert len(conns) == limit
+            assert not any(c.idle for c in conns)
+
+        await eventually(all_busy)
+        async with raw(na) as (r, _w):
+            assert await closed_by_server(r, within=5)  # refused: nothing to make room
+        assert service.refused == 1
+        assert service.connections == limit
+        for _, bw in busy:
+            bw.close()
 
 
 async def test_central_cache_down_hits_served_misses_unavailable():

@@ -72,6 +72,7 @@ class LocalGrid:
     def _spawn_worker(self) -> subprocess.Popen[bytes]:
         env = dict(os.environ)
         env["ALPCRUNCH_API_KEY"] = self.api_key
+        env.pop("ALPCRUNCH_API_KEY_FILE", None)  # the grid's key, not one from a file
         env.setdefault("PYTHONPATH", os.getcwd())
         env[PARENT_PID_ENV] = str(os.getpid())
         env["ALPCRUNCH_WORKER_CENTRAL_CACHE"] = self.central_cache.address

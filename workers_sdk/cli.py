@@ -153,7 +153,18 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("worker", metavar="MODULE:CLASS", help="the Worker subclass to run")
     parser.add_argument("--queue-manager", metavar="ADDR", help="queue manager host:port")
-    parser.add_argument("--api-key", metavar="KEY", help="API key (prefer ALPCRUNCH_API_KEY)")
+    parser.add_argument(
+        "--api-key",
+        metavar="KEY",
+        help="API key (or ALPCRUNCH_API_KEY); other local users can read a key given here in "
+        "the process list, so prefer --api-key-file or the environment",
+    )
+    parser.add_argument(
+        "--api-key-file",
+        metavar="FILE",
+        help="read the API key from FILE once at start, trailing newline dropped (or "
+        "ALPCRUNCH_API_KEY_FILE)",
+    )
     parser.add_argument("--concurrency", type=int, metavar="N", help="batches processed at once")
     parser.add_argument("--threads", type=int, metavar="N", help="threads for a sync handle()")
     parser.add_argument(
@@ -195,6 +206,7 @@ def _main(argv: list[str] | None) -> int:
             config_file=args.config,
             queue_manager=args.queue_manager,
             api_key=args.api_key,
+            api_key_file=args.api_key_file,
             concurrency=args.concurrency,
             threads=args.threads,
             labels=_parse_labels(args.label),

@@ -84,6 +84,7 @@ def _common_overrides(args: argparse.Namespace) -> dict[str, Any]:
         "log_level": args.log_level,
         "log_json": args.log_json,
         "api_key": args.api_key,
+        "api_key_file": args.api_key_file,
         "host": args.host,
         "port": args.port,
         "metrics_port": args.metrics_port,

@@ -25,7 +25,9 @@ from alpcrun.config import (
     WorkerSettings,
     _Base,
     load_settings,
+    read_api_key_file,
 )
+from alpcrun.errors import ConfigError
 from alpcrun.logs import setup_logging
 from alpcrun.proto import AdminStub, GetStatsRequest, ListSessionsRequest, ListWorkersRequest
 from alpcrun.proto.channel import open_channel
@@ -70,6 +72,7 @@ def queue_manager(args: argparse.Namespace) -> int:
         log_level=args.log_level,
         log_json=args.log_json,
         api_key=args.api_key,
+        api_key_file=args.api_key_file,
         host=args.host,
         port=args.port,
         metrics_port=args.metrics_port,
@@ -108,10 +111,17 @@ def _local_grid(
         workers=args.workers,
         worker_spec=worker_spec or DEMO_WORKER,
         port=args.port,
-        api_key=args.api_key,
+        api_key=_local_key(args),
         concurrency=args.concurrency,
         worker_log_level=worker_log_level,
     )
+
+
+def _local_key(args: argparse.Namespace) -> str | None:
+    """The key ``alpcrun local`` and ``demo`` give their grid (None: a random one)."""
+    if args.api_key and args.api_key_file:
+        raise ConfigError("give --api-key or --api-key-file, not both")
+    return read_api_key_file(args.api_key_file) if args.api_key_file else args.api_key
 
 
 def local(args: argparse.Namespace) -> int:
@@ -180,6 +190,7 @@ def status(args: argparse.Namespace) -> int:
         ClientSettings,
         config_file=args.config,
         api_key=args.api_key,
+        api_key_file=args.api_key_file,
         queue_manager=args.queue_manager,
         **tls_flags.overrides(args),
     )
@@ -272,6 +283,7 @@ def config_show(args: argparse.Namespace) -> int:
         log_level=args.log_level,
         log_json=args.log_json,
         api_key=args.api_key,
+        api_key_file=args.api_key_file,
     )
     print(yaml.safe_dump({cls.section: settings.masked()}, sort_keys=False), end="")
     return 0

@@ -153,6 +153,7 @@ def _call(args: argparse.Namespace, request: Callable[[AsyncDeadLetters], Awaita
         log_level=args.log_level,
         log_json=args.log_json,
         api_key=args.api_key,
+        api_key_file=args.api_key_file,
         queue_manager=args.queue_manager,
         reconnect_timeout=args.timeout,
         **tls_overrides(args),

@@ -18,9 +18,9 @@ _EPILOG = """\
 examples:
   alpcrun demo                               run the Monte Carlo demo on a local grid
   alpcrun local --workers 4                  start a local grid and keep it running
-  alpcrun queue-manager --api-key KEY        run the queue manager (port 1337)
-  alpcrun central-cache --api-key KEY        run the central shared-data cache (port 2337)
-  alpcrun node-agent --api-key KEY           run the node-local shared-data cache (port 3337)
+  alpcrun queue-manager --api-key-file F     run the queue manager (port 1337)
+  alpcrun central-cache --api-key-file F     run the central shared-data cache (port 2337)
+  alpcrun node-agent --api-key-file F        run the node-local shared-data cache (port 3337)
   alpcrun worker mymodule:MyWorker           run a worker (see workers_sdk.Worker)
   alpcrun status                             show sessions, workers and queue depths
   alpcrun dlq list SESSION                   list a session's dead letters (failed tasks)
@@ -35,7 +35,23 @@ def _common(p: argparse.ArgumentParser) -> None:
         "--log-level", choices=["debug", "info", "warning", "error"], help="logging level"
     )
     p.add_argument("--log-json", action="store_true", default=None, help="log JSON lines")
-    p.add_argument("--api-key", help="API key (or ALPCRUNCH_API_KEY)")
+    add_api_key_flags(p, "API key (or ALPCRUNCH_API_KEY)")
+
+
+def add_api_key_flags(p: argparse.ArgumentParser, text: str) -> None:
+    """``--api-key`` and ``--api-key-file``; the help says why the file is better."""
+    p.add_argument(
+        "--api-key",
+        metavar="KEY",
+        help=f"{text}; other local users can read a key given here in the process list, so "
+        "prefer --api-key-file or the environment",
+    )
+    p.add_argument(
+        "--api-key-file",
+        metavar="FILE",
+        help="read the API key from FILE once at start, trailing newline dropped (or "
+        "ALPCRUNCH_API_KEY_FILE)",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -86,7 +102,7 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument(
             "--port", type=int, default=1337 if name == "local" else 0, help="queue manager port"
         )
-        p.add_argument("--api-key", help="API key (default: a random one)")
+        add_api_key_flags(p, "API key of the grid (default: a random one)")
         if name == "local":
             p.add_argument(
                 "--worker", default=None, help="MODULE:CLASS of the workers (default: demo worker)"

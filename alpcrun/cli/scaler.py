@@ -63,6 +63,8 @@ def settings_from(args: argparse.Namespace) -> ScalerSettings:
         config_file=args.config,
         log_level=args.log_level,
         log_json=args.log_json,
+        api_key=args.api_key,
+        api_key_file=args.api_key_file,
         metric=args.metric,
         metrics_port=args.metrics_port,
         **overrides,

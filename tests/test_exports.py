@@ -15,10 +15,13 @@ def test_client_exports():
         "DeadLetterOutcome",
         "DeadLetterPage",
         "DeadLetters",
+        "PayloadView",
         "Progress",
         "Session",
         "TaskHandle",
+        "TaskInput",
         "TaskResult",
+        "Tier",
     ]
 
 

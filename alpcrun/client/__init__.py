@@ -13,12 +13,15 @@ from alpcrun.client._deadletters import DeadLetterInfo as DeadLetterInfo
 from alpcrun.client._deadletters import DeadLetterOutcome as DeadLetterOutcome
 from alpcrun.client._deadletters import DeadLetterPage as DeadLetterPage
 from alpcrun.client._handle import TaskHandle as TaskHandle
+from alpcrun.client._map import TaskInput as TaskInput
 from alpcrun.client._results import Progress as Progress
 from alpcrun.client._results import TaskResult as TaskResult
 from alpcrun.client._session import AsyncSession as AsyncSession
 from alpcrun.client.sync import Client as Client
 from alpcrun.client.sync import DeadLetters as DeadLetters
 from alpcrun.client.sync import Session as Session
+from alpcrun.payload.store import PayloadView as PayloadView
+from alpcrun.payload.types import Tier as Tier
 
 __all__ = [
     "AsyncClient",
@@ -29,8 +32,11 @@ __all__ = [
     "DeadLetterOutcome",
     "DeadLetterPage",
     "DeadLetters",
+    "PayloadView",
     "Progress",
     "Session",
     "TaskHandle",
+    "TaskInput",
     "TaskResult",
+    "Tier",
 ]

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
-from alpcrun.proto import ClientStreamRequest
+from alpcrun.proto import ClientStreamRequest, PayloadRef
 
 
 class PackedBatch:
@@ -73,8 +73,12 @@ class Batcher:
         self.shared_level = 0
         """Shared-data level new batches require (0: they use no shared data)."""
 
-    def add(self, task_id: str, payload: bytes, priority: int) -> PackedBatch:
-        """Append one task to the open batch of ``priority``, emitting the batch when full.
+    def add(
+        self, task_id: str, payload: bytes, priority: int, refs: Sequence[PayloadRef] = ()
+    ) -> PackedBatch:
+        """Append one task (with payload ``refs``) to the open batch of ``priority``.
+
+        The batch is emitted when full.
 
         Returns:
             The batch the task went into.
@@ -86,7 +90,10 @@ class Batcher:
         elif current.nbytes + size > self._max_bytes:
             self._emit_open(priority)
             current = self._start(priority)
-        current.tasks.add(id=task_id, payload=payload)
+        if refs:
+            current.tasks.add(id=task_id, payload=payload).refs.extend(refs)
+        else:
+            current.tasks.add(id=task_id, payload=payload)
         current.count += 1
         current.nbytes += size
         if current.count >= self._max_tasks or current.nbytes >= self._max_bytes:

@@ -17,6 +17,7 @@ from alpcrun.client._rpc import Connection, StreamOptions
 from alpcrun.client._session import AsyncSession
 from alpcrun.config import ClientSettings, load_settings
 from alpcrun.errors import AlpcrunError
+from alpcrun.payload.store import StoreOptions
 from alpcrun.proto import CreateSessionRequest, GetSessionRequest
 from alpcrun.proto.channel import open_channel
 from alpcrun.tls import ClientTls, client_tls
@@ -84,6 +85,9 @@ class AsyncClient:
                 StreamOptions.from_settings(settings),
                 address=settings.queue_manager,
                 reconnect_timeout=settings.reconnect_timeout,
+                payloads=StoreOptions(
+                    api_key=key, node=settings.node, agent_socket=settings.payload_socket
+                ),
             )
         return self._conn
 

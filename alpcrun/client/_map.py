@@ -9,16 +9,29 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncGenerator, AsyncIterable, Callable, Iterable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from alpcrun.client._results import Progress, TaskResult
+from alpcrun.proto import PayloadRef
 
 if TYPE_CHECKING:
     from alpcrun.client._stream import TaskStream
     from alpcrun.errors import AlpcrunError
 
-Payloads = Iterable[bytes] | AsyncIterable[bytes]
-"""The input of a map: payloads from a plain or an async iterable."""
+
+@dataclass(frozen=True, slots=True)
+class TaskInput:
+    """A task input that carries payload references as well as its bytes (``map`` items)."""
+
+    payload: bytes
+    """The task's input bytes."""
+    refs: tuple[PayloadRef, ...] = ()
+    """Payloads the task reads (from ``session.put``)."""
+
+
+Payloads = Iterable[bytes | TaskInput] | AsyncIterable[bytes | TaskInput]
+"""The input of a map: payloads (or :class:`TaskInput` items) from a plain or async iterable."""
 ProgressCallback = Callable[[Progress], object]
 """Called with the map's counts at most every ~100 ms and once at the end."""
 
@@ -190,7 +203,7 @@ class MapRun:
             self._input_done = True
             self._ready_event.set()
 
-    async def _add(self, stream: TaskStream, payload: bytes) -> None:
+    async def _add(self, stream: TaskStream, payload: bytes | TaskInput) -> None:
         if stream.full() or self._submitted - self._consumed >= self._window:
             await stream.wait_space()
             while self._error is None and self._submitted - self._consumed >= self._window:
@@ -199,7 +212,10 @@ class MapRun:
         if self._error is not None:
             raise self._error
         index = self._submitted
-        stream.add(payload, self._priority, self, index)
+        if isinstance(payload, TaskInput):
+            stream.add(payload.payload, self._priority, self, index, payload.refs)
+        else:
+            stream.add(payload, self._priority, self, index)
         self._submitted = index + 1
         if self._submitted % self._yield_every == 0:
             # Let the writer send the batch just filled while the next one is built.

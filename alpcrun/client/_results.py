@@ -8,7 +8,7 @@ from collections import deque
 from dataclasses import dataclass
 
 from alpcrun.errors import TaskFailed
-from alpcrun.proto import ErrorReason, TaskError
+from alpcrun.proto import ErrorReason, PayloadRef, TaskError
 
 logger = logging.getLogger(__name__)
 
@@ -61,15 +61,25 @@ class TaskResult:
         task_id: The task's id, unique within the session.
         payload: The task's output bytes (empty when the task failed).
         error: The ``TaskError`` the task failed with, or ``None`` on success.
+        refs: References to payloads the task produced (``task.put`` in the worker), to open
+            with ``session.open``; empty for most tasks.
     """
 
-    __slots__ = ("error", "index", "payload", "task_id")
+    __slots__ = ("error", "index", "payload", "refs", "task_id")
 
-    def __init__(self, index: int, task_id: str, payload: bytes, error: TaskError | None) -> None:
+    def __init__(
+        self,
+        index: int,
+        task_id: str,
+        payload: bytes,
+        error: TaskError | None,
+        refs: tuple[PayloadRef, ...] = (),
+    ) -> None:
         self.index = index
         self.task_id = task_id
         self.payload = payload
         self.error = error
+        self.refs = refs
 
     @property
     def ok(self) -> bool:

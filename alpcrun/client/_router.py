@@ -104,7 +104,8 @@ class Router:
                 result = TaskResult(index, task_id, b"", task.error)
                 failed += 1
             else:
-                result = TaskResult(index, task_id, task.payload, None)
+                refs = task.refs
+                result = TaskResult(index, task_id, task.payload, None, tuple(refs) if refs else ())
             received += 1
             batch.answered += 1  # Unfinished.answered, inlined on the per-task path
             if batch.answered >= batch.count:

@@ -19,6 +19,7 @@ from alpcrun.client._retry import Backoff, gave_up, is_retryable, lost_if_unknow
 from alpcrun.config import ClientSettings
 from alpcrun.constants import MD_ACKS, MD_API_KEY, MD_SESSION_ID
 from alpcrun.errors import AlpcrunError, DeadlineExceeded, SessionClosed
+from alpcrun.payload.store import StoreOptions
 from alpcrun.proto import GetSessionRequest, QueueStub, SessionState
 from alpcrun.proto.status import from_rpc_error
 
@@ -69,6 +70,7 @@ class Connection:
         options: Batching and flow-control options for the sessions' streams.
         address: The queue manager address (for error messages).
         reconnect_timeout: Seconds to keep trying after a retryable failure (0: none).
+        payloads: Where this client runs, for the payload store (None: no local agent).
     """
 
     def __init__(
@@ -79,8 +81,10 @@ class Connection:
         *,
         address: str = "",
         reconnect_timeout: float = 0.0,
+        payloads: StoreOptions | None = None,
     ) -> None:
         self.channel = channel
+        self.payloads = payloads or StoreOptions(api_key=api_key)
         self.stub = QueueStub(channel)
         self.options = options
         self.address = address

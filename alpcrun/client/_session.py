@@ -5,10 +5,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncGenerator, AsyncIterator, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping, Sequence
 from datetime import timedelta
 from types import TracebackType
-from typing import TYPE_CHECKING, Self, Unpack
+from typing import TYPE_CHECKING, Any, Self, Unpack
 
 from alpcrun.client._attributes import SessionOptions, session_attributes
 from alpcrun.client._deadletters import AsyncDeadLetters
@@ -20,9 +20,12 @@ from alpcrun.client._rpc import read_all
 from alpcrun.client._shared import SessionSharedData, SharedClientFactory
 from alpcrun.client._stream import TaskStream
 from alpcrun.errors import AlpcrunError, SessionClosed, SessionError, SessionLost
+from alpcrun.payload.store import PayloadStore, PayloadView
+from alpcrun.payload.types import Tier
 from alpcrun.proto import (
     CloseSessionRequest,
     DeadLettersRequest,
+    PayloadRef,
     Session,
     SessionAttributes,
     SessionState,
@@ -72,10 +75,13 @@ class AsyncSession:
         self._stream: TaskStream | None = None
         self._ended: AlpcrunError | None = None
         self._shared = SessionSharedData(self.id, shared)
+        self._payloads: PayloadStore | None = None
 
     # -- tasks ----------------------------------------------------------------------------
 
-    async def submit(self, payload: bytes, *, priority: int = 0) -> TaskHandle:
+    async def submit(
+        self, payload: bytes, *, priority: int = 0, refs: Sequence[PayloadRef] = ()
+    ) -> TaskHandle:
         """Submit one task; it is batched with other tasks sent in the same loop turn.
 
         Waits while the session's window of unsent plus unanswered tasks is full.
@@ -83,6 +89,7 @@ class AsyncSession:
         Args:
             payload: The task's input bytes.
             priority: Batch priority within a priority-queue session (higher first).
+            refs: Payloads the task reads (from :meth:`put`); the worker opens them.
 
         Returns:
             A handle; ``await handle`` gives the output bytes or raises ``TaskFailed``.
@@ -95,7 +102,7 @@ class AsyncSession:
         if stream.full():
             await stream.wait_space()
         handle = TaskHandle()
-        handle._task_id = stream.add(payload, priority, handle, -1)
+        handle._task_id = stream.add(payload, priority, handle, -1, refs)
         return handle
 
     async def map(
@@ -149,6 +156,69 @@ class AsyncSession:
             yield_every=options.max_batch_tasks,
         )
         return run.chunks(payloads)
+
+    # -- payloads -------------------------------------------------------------------------
+
+    def _store(self) -> PayloadStore:
+        if self._payloads is None:
+            self._payloads = PayloadStore(self._conn.channel, self.id, self._conn.payloads)
+        return self._payloads
+
+    async def put(
+        self,
+        obj: Any,
+        *,
+        tier: Tier | None = None,
+        ttl: float | timedelta | None = None,
+        keep: bool = False,
+        meta: Mapping[str, str] | None = None,
+    ) -> PayloadRef:
+        """Store a bytes-like object or NumPy array in the payload store; its reference.
+
+        Tasks carry the reference (``submit(..., refs=[ref])``), never the bytes. The payload
+        belongs to this session and is deleted when the session closes, unless ``keep`` or a
+        ``ttl`` says otherwise. NumPy arrays keep their dtype and shape.
+
+        Raises:
+            ResourceExhausted: The session's payload quota, or every allowed tier, is full.
+        """
+        (ref,) = await self.put_many([obj], tier=tier, ttl=ttl, keep=keep, meta=meta)
+        return ref
+
+    async def put_many(
+        self,
+        objs: Sequence[Any],
+        *,
+        tier: Tier | None = None,
+        ttl: float | timedelta | None = None,
+        keep: bool = False,
+        meta: Mapping[str, str] | None = None,
+    ) -> list[PayloadRef]:
+        """Store several objects with one allocation call; their references, in order."""
+        ttl_s = ttl.total_seconds() if isinstance(ttl, timedelta) else (ttl or 0.0)
+        return await self._store().put_many(objs, tier=tier, ttl_s=ttl_s, keep=keep, meta=meta)
+
+    @contextlib.asynccontextmanager
+    async def open(self, ref: PayloadRef) -> AsyncIterator[PayloadView]:
+        """``async with session.open(ref) as view``: read-only bytes, a lease held inside.
+
+        On the node that holds the payload the view maps its memory (``view.zero_copy``);
+        elsewhere it is a copy fetched from that node. ``view.array()`` gives NumPy arrays back
+        with their dtype and shape.
+        """
+        view = await self._store().open(ref)
+        try:
+            yield view
+        finally:
+            await view.aclose()
+
+    async def get(self, ref: PayloadRef) -> bytes:
+        """A private copy of a payload's bytes."""
+        return await self._store().get(ref)
+
+    async def delete(self, refs: PayloadRef | Sequence[PayloadRef]) -> None:
+        """Delete payloads now (a payload still being read goes when its readers finish)."""
+        await self._store().delete([refs] if isinstance(refs, PayloadRef) else refs)
 
     async def flush(self) -> None:
         """Send every partly filled batch now and wait until all batches are written."""
@@ -254,9 +324,7 @@ class AsyncSession:
         self._live_stream().set_shared_level(level)
         return level
 
-    async def update_shared_data(
-        self, data: bytes, *, ttl: float | timedelta | None = None
-    ) -> int:
+    async def update_shared_data(self, data: bytes, *, ttl: float | timedelta | None = None) -> int:
         """Upload a new level of the shared data; batches submitted afterwards require it.
 
         Tasks already submitted keep reading the level they were submitted with (it stays in
@@ -305,6 +373,7 @@ class AsyncSession:
                 await stream.aclose(error)
             self._notify_end()
             await self._shared.delete()
+            await self._close_store()
 
     async def detach(self) -> None:
         """End this client's stream but leave the session open on the server.
@@ -322,6 +391,12 @@ class AsyncSession:
                 await self._stream.detach(error)
         finally:
             self._notify_end()
+            await self._close_store()
+
+    async def _close_store(self) -> None:
+        if self._payloads is not None:
+            store, self._payloads = self._payloads, None
+            await store.close()
 
     def _lost(self) -> bool:
         """Whether the queue manager lost the session; if so this object is finished."""

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Sequence
 
 from alpcrun.client._batcher import Batcher, PackedBatch
 from alpcrun.client._pending import IdSource, SeqFilter, Unfinished
@@ -23,6 +24,7 @@ from alpcrun.client._rpc import Connection
 from alpcrun.client._supervisor import Supervisor
 from alpcrun.client._writer import Writer
 from alpcrun.errors import AlpcrunError
+from alpcrun.proto import PayloadRef
 
 DETACH_GRACE = 5.0
 """Seconds ``detach`` waits for queued batches to be written before it cancels the call."""
@@ -92,11 +94,19 @@ class TaskStream:
 
     # -- submitting -------------------------------------------------------------------------
 
-    def add(self, payload: bytes, priority: int, sink: Sink, index: int) -> str:
+    def add(
+        self,
+        payload: bytes,
+        priority: int,
+        sink: Sink,
+        index: int,
+        refs: Sequence[PayloadRef] = (),
+    ) -> str:
         """Queue one task for sending and route its result to ``sink``.
 
         Args:
             payload: The task's input bytes.
+            refs: Payloads the task reads.
             priority: Batch priority (higher first) within a priority-queue session.
             sink: Receives the result.
             index: Passed back as ``TaskResult.index``.
@@ -113,7 +123,7 @@ class TaskStream:
         if not isinstance(payload, bytes):
             raise TypeError(f"a task payload must be bytes, not {type(payload).__name__}")
         task_id = self._ids.task_id()
-        self._routes[task_id] = (sink, index, self._batcher.add(task_id, payload, priority))
+        self._routes[task_id] = (sink, index, self._batcher.add(task_id, payload, priority, refs))
         self._counters.submitted += 1
         if self._flush_handle is None:
             if self._linger > 0:

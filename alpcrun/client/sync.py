@@ -12,7 +12,7 @@ import concurrent.futures
 import contextlib
 import queue
 import threading
-from collections.abc import Coroutine, Iterable, Iterator
+from collections.abc import Coroutine, Iterable, Iterator, Mapping, Sequence
 from datetime import timedelta
 from types import TracebackType
 from typing import Any, Self, TypeVar, Unpack
@@ -31,7 +31,9 @@ from alpcrun.client._map import ProgressCallback
 from alpcrun.client._results import SessionStatistics, TaskResult
 from alpcrun.client._session import AsyncSession
 from alpcrun.config import ClientSettings
-from alpcrun.proto import SessionAttributes
+from alpcrun.payload.store import PayloadView
+from alpcrun.payload.types import Tier
+from alpcrun.proto import PayloadRef, SessionAttributes
 
 T = TypeVar("T")
 
@@ -171,20 +173,68 @@ class Session:
         """The resolved ``SessionAttributes`` (refreshed by :meth:`update`)."""
         return self._async.attributes
 
-    def submit(self, payload: bytes, *, priority: int = 0) -> concurrent.futures.Future[bytes]:
+    def submit(
+        self, payload: bytes, *, priority: int = 0, refs: Sequence[PayloadRef] = ()
+    ) -> concurrent.futures.Future[bytes]:
         """Submit one task.
 
         Args:
             payload: The task's input bytes.
             priority: Batch priority within a priority-queue session.
+            refs: Payloads the task reads (from :meth:`put`).
 
         Returns:
             A future; ``.result(timeout)`` gives the output bytes or raises ``TaskFailed``.
         """
-        return self._loop.submit(self._submit_and_wait(payload, priority))
+        return self._loop.submit(self._submit_and_wait(payload, priority, refs))
 
-    async def _submit_and_wait(self, payload: bytes, priority: int) -> bytes:
-        return await (await self._async.submit(payload, priority=priority))
+    async def _submit_and_wait(
+        self, payload: bytes, priority: int, refs: Sequence[PayloadRef]
+    ) -> bytes:
+        return await (await self._async.submit(payload, priority=priority, refs=refs))
+
+    def put(
+        self,
+        obj: Any,
+        *,
+        tier: Tier | None = None,
+        ttl: float | timedelta | None = None,
+        keep: bool = False,
+        meta: Mapping[str, str] | None = None,
+    ) -> PayloadRef:
+        """Store a bytes-like object or NumPy array in the payload store; its reference."""
+        return self._loop.run(self._async.put(obj, tier=tier, ttl=ttl, keep=keep, meta=meta))
+
+    def put_many(
+        self,
+        objs: Sequence[Any],
+        *,
+        tier: Tier | None = None,
+        ttl: float | timedelta | None = None,
+        keep: bool = False,
+        meta: Mapping[str, str] | None = None,
+    ) -> list[PayloadRef]:
+        """Store several objects with one allocation call; their references, in order."""
+        put = self._async.put_many(objs, tier=tier, ttl=ttl, keep=keep, meta=meta)
+        return self._loop.run(put)
+
+    @contextlib.contextmanager
+    def open(self, ref: PayloadRef) -> Iterator[PayloadView]:
+        """``with session.open(ref) as view``: read-only bytes, a lease held inside."""
+        opening = self._async.open(ref)
+        view = self._loop.run(opening.__aenter__())
+        try:
+            yield view
+        finally:
+            self._loop.run(opening.__aexit__(None, None, None))
+
+    def get(self, ref: PayloadRef) -> bytes:
+        """A private copy of a payload's bytes."""
+        return self._loop.run(self._async.get(ref))
+
+    def delete(self, refs: PayloadRef | Sequence[PayloadRef]) -> None:
+        """Delete payloads now (one still being read goes when its readers finish)."""
+        self._loop.run(self._async.delete(refs))
 
     def map(
         self,

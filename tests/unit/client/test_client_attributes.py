@@ -25,10 +25,13 @@ def test_exports_are_pinned():
         "DeadLetterOutcome",
         "DeadLetterPage",
         "DeadLetters",
+        "PayloadView",
         "Progress",
         "Session",
         "TaskHandle",
+        "TaskInput",
         "TaskResult",
+        "Tier",
     ]
     for name in alpcrun.client.__all__:
         assert getattr(alpcrun.client, name).__doc__

@@ -172,6 +172,60 @@ class _YamlSource(PydanticBaseSettingsSource):
         return dict(_yaml_data.get() or {})
 
 
+def read_api_key_file(path: str) -> str:
+    """The API key held in the file ``path``, without its trailing newline.
+
+    Raises:
+        ConfigError: Naming the file: it is missing or unreadable, empty, holds more than one
+            line, or holds what cannot travel as gRPC metadata (not printable ASCII, or
+            leading or trailing spaces).
+    """
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"cannot read api_key_file {path}: {exc.strerror or exc}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"api_key_file {path} is not UTF-8 text") from None
+    key = text.rstrip("\r\n")
+    if not key:
+        raise ConfigError(f"api_key_file {path} is empty")
+    if "\n" in key or "\r" in key:
+        raise ConfigError(f"api_key_file {path} holds more than one line; it must hold the key")
+    if not (key.isascii() and key.isprintable()) or key.strip() != key:
+        raise ConfigError(
+            f"api_key_file {path}: the key must be printable ASCII without leading or "
+            "trailing spaces (it is sent as gRPC metadata)"
+        )
+    return key
+
+
+class _KeyFromFile(PydanticBaseSettingsSource):
+    """A source whose ``api_key_file`` is read into ``api_key`` (at that source's precedence).
+
+    So ``--api-key-file`` beats ``ALPCRUNCH_API_KEY``, and ``ALPCRUNCH_API_KEY_FILE`` beats a
+    key in the YAML file, as flags beat the environment and the environment the file.
+    """
+
+    def __init__(self, inner: PydanticBaseSettingsSource) -> None:
+        super().__init__(inner.settings_cls)
+        self._inner = inner
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        return self._inner.get_field_value(field, field_name)
+
+    def __call__(self) -> dict[str, Any]:
+        data = self._inner()
+        path = data.get("api_key_file")
+        if path is None:
+            return data
+        if data.get("api_key") is not None:
+            raise ConfigError(
+                f"both api_key and api_key_file ({path}) are set in the same place; give one "
+                "(--api-key or --api-key-file, ALPCRUNCH_API_KEY or ALPCRUNCH_API_KEY_FILE)"
+            )
+        return {**data, "api_key": read_api_key_file(str(path))}
+
+
 class _Base(BaseSettings):
     """Settings shared by every process."""
 
@@ -185,7 +239,16 @@ class _Base(BaseSettings):
     api_key: SecretStr | None = Field(
         default=None, validation_alias=AliasChoices("api_key", "ALPCRUNCH_API_KEY")
     )
-    """Shared API key sent/checked as ``api_key`` metadata on every call (env ALPCRUNCH_API_KEY)."""
+    """Shared API key sent/checked as ``api_key`` metadata on every call (env ALPCRUNCH_API_KEY).
+    Given as ``--api-key`` it is readable by every local user (``/proc/PID/cmdline``): prefer
+    ``api_key_file`` or the environment."""
+    api_key_file: str | None = Field(
+        default=None, validation_alias=AliasChoices("api_key_file", "ALPCRUNCH_API_KEY_FILE")
+    )
+    """File holding the API key (env ALPCRUNCH_API_KEY_FILE), e.g. a mounted Kubernetes
+    Secret: read once when the settings are built, a trailing newline dropped. It sets
+    ``api_key`` at its own precedence (flag > environment > YAML file); both in one place is
+    an error."""
     max_message_bytes: int = Field(default=constants.MAX_MESSAGE_BYTES, ge=1024, le=1 << 30)
     """Largest gRPC message sent or received."""
 
@@ -198,8 +261,9 @@ class _Base(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        """Flags (init) > environment > YAML file > defaults."""
-        return (init_settings, env_settings, _YamlSource(settings_cls))
+        """Flags (init) > environment > YAML file > defaults; each may give a key file."""
+        sources = (init_settings, env_settings, _YamlSource(settings_cls))
+        return tuple(_KeyFromFile(source) for source in sources)
 
     def masked(self) -> dict[str, Any]:
         """The effective settings as plain data, secrets masked."""

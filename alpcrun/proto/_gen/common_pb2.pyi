@@ -200,7 +200,9 @@ class Batch(_message.Message):
     use_shared_data: _builtins.bool
     """Tasks of this batch read the session's shared data."""
     required_shared_data_update_level: _builtins.int
-    """Minimum shared-data update level the tasks need."""
+    """The shared-data update level the tasks read: exactly this level, not a
+    newer one (0 means 1). Used with use_shared_data.
+    """
     dispatch_id: _builtins.int
     """Set by the queue manager when it dispatches a batch to a worker; the
     worker echoes it on the result batch. Zero on client batches.

@@ -307,6 +307,12 @@ class _Server(_Base):
     cpu_affinity: CpuList | None = None
     """Run every thread of the process on these CPUs (cpuset syntax, e.g. ``"3"``); unset:
     any CPU. See :mod:`alpcrun.affinity`."""
+    metrics_timeout: Seconds = Field(default=10.0, gt=0)
+    """``/metrics``: a scrape's request must arrive whole within this long of connecting, and
+    the answer be read within this long again; else the connection is closed."""
+    metrics_max_connections: int = Field(default=32, ge=1)
+    """``/metrics``: connections open at once; a new one beyond closes the connection that
+    has waited longest for its request, or is answered 503 when all are being answered."""
 
 
 class QueueManagerSettings(_Tls, _Server):

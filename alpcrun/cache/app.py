@@ -41,6 +41,7 @@ from alpcrun.proto import (
 )
 from alpcrun.proto.auth import api_keys, server_interceptors
 from alpcrun.proto.channel import open_channel
+from alpcrun.proto.metrics_http import HttpLimits
 from alpcrun.proto.server import GrpcServer, Listen
 from alpcrun.tls import client_tls, server_tls
 
@@ -92,7 +93,7 @@ class _Server(abc.ABC):
 
     @abc.abstractmethod
     def _collector(self) -> Collector:
-        """The Prometheus collector of this server's metrics."""
+        """This server's metrics as they are now (called on the event loop for each scrape)."""
 
     def _extra_addresses(self) -> list[str]:
         return []
@@ -117,6 +118,7 @@ class _Server(abc.ABC):
             tls=self._tls,
             extra_addresses=self._extra_addresses(),
             metrics_port=s.metrics_port,
+            metrics_limits=HttpLimits(s.metrics_timeout, s.metrics_max_connections),
             max_message_bytes=s.max_message_bytes,
         )
         self._server = await GrpcServer.start(
@@ -196,10 +198,8 @@ class CentralCacheServer(_Server):
         add_central_cache_servicer(self.service, server)
 
     def _collector(self) -> Collector:
-        sessions = self.open_sessions.statistics if self.open_sessions is not None else None
-        return CentralCacheCollector(
-            self.store.statistics, lambda: self.service.bytes_sent, sessions
-        )
+        sessions = self.open_sessions.statistics() if self.open_sessions is not None else None
+        return CentralCacheCollector(self.store.statistics(), self.service.bytes_sent, sessions)
 
     async def start(self) -> None:
         """Serve; sweep expired entries and (with a queue manager) closed sessions' data."""
@@ -282,14 +282,8 @@ class NodeAgent(_Server):
 
     def _collector(self) -> Collector:
         assert self.cache is not None
-        return NodeCacheCollector(self.cache.statistics, self._read_statistics)
-
-    def _read_statistics(self) -> tuple[int, int]:
-        """(requests answered, connections open) of the read path."""
-        if self.read_server is None:
-            return 0, 0
-        service = self.read_server.service
-        return service.requests, service.connections
+        read = self.read_server.service.statistics() if self.read_server is not None else None
+        return NodeCacheCollector(self.cache.statistics(), read)
 
     @property
     def read_address(self) -> str | None:

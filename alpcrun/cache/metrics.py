@@ -1,4 +1,8 @@
-"""Prometheus exposition of the shared-data caches (read at scrape time from ``statistics()``).
+"""Prometheus exposition of the shared-data caches, from ``statistics()`` snapshots.
+
+Each scrape takes the figures on the event loop (the servers build a collector from fresh
+snapshots) and renders them on the metrics endpoint's thread, so no store is read from
+another thread while the loop changes it.
 
 Central cache:
 
@@ -6,8 +10,8 @@ Central cache:
 |---|---|---|
 | alpcrun_cache_sessions | gauge | sessions with shared data |
 | alpcrun_cache_entries | gauge | levels stored |
-| alpcrun_cache_bytes | gauge | bytes stored |
-| alpcrun_cache_bytes_reserved | gauge | bytes reserved by uploads in progress |
+| alpcrun_cache_bytes | gauge | bytes stored (each level: its value plus ``ENTRY_OVERHEAD_BYTES``) |
+| alpcrun_cache_bytes_reserved | gauge | bytes reserved by uploads in progress (likewise) |
 | alpcrun_cache_max_bytes | gauge | the byte bound |
 | alpcrun_cache_hits_total / _misses_total | counter | GetSharedData answered / NOT_FOUND |
 | alpcrun_cache_stores_total | counter | levels stored (set and update) |
@@ -25,7 +29,8 @@ Node cache (node agent):
 
 | metric | type | meaning |
 |---|---|---|
-| alpcrun_node_cache_entries / _bytes / _max_bytes | gauge | levels and bytes held, byte bound |
+| alpcrun_node_cache_entries / _bytes / _max_bytes | gauge | levels and bytes held (values plus
+  ``ENTRY_OVERHEAD_BYTES`` each), byte bound |
 | alpcrun_node_cache_hits_total / _misses_total | counter | lookups answered from memory / not |
 | alpcrun_node_cache_evictions_total | counter | entries dropped to make room (LRU) |
 | alpcrun_node_cache_expirations_total | counter | entries dropped at the end of their TTL |
@@ -36,17 +41,20 @@ Node cache (node agent):
 | alpcrun_node_cache_bytes_served_total | counter | value bytes streamed to workers |
 | alpcrun_node_cache_read_path_requests_total | counter | reads answered on the read path |
 | alpcrun_node_cache_read_path_connections | gauge | read path connections open |
+| alpcrun_node_cache_read_path_closed_idle_total | counter | read path connections closed idle |
+| alpcrun_node_cache_read_path_refused_total | counter | read path connections refused (limit) |
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 
 from prometheus_client import CollectorRegistry
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from alpcrun.cache.node import NodeCacheStatistics
+from alpcrun.cache.read_server import ReadPathStatistics
 from alpcrun.cache.sessions import OpenSessionsStatistics
 from alpcrun.cache.ttl import StoreStatistics
 
@@ -60,13 +68,13 @@ def _counter(name: str, doc: str, value: float) -> CounterMetricFamily:
 
 
 class CentralCacheCollector(Collector):
-    """Reads the central cache's statistics on every scrape."""
+    """The central cache's metric families, from figures already taken (any thread)."""
 
     def __init__(
         self,
-        stats: Callable[[], StoreStatistics],
-        bytes_sent: Callable[[], int],
-        sessions: Callable[[], OpenSessionsStatistics] | None = None,
+        stats: StoreStatistics,
+        bytes_sent: int,
+        sessions: OpenSessionsStatistics | None = None,
     ) -> None:
         self._stats = stats
         self._sent = bytes_sent
@@ -74,7 +82,7 @@ class CentralCacheCollector(Collector):
 
     def collect(self) -> Iterator[Metric]:
         """Yield every metric family."""
-        st = self._stats()
+        st = self._stats
         p = "alpcrun_cache_"
         yield _gauge(p + "sessions", "Sessions with shared data.", st.sessions)
         yield _gauge(p + "entries", "Shared-data levels stored.", st.entries)
@@ -87,9 +95,9 @@ class CentralCacheCollector(Collector):
         yield _counter(p + "expirations", "Levels dropped at TTL end.", st.expirations)
         yield _counter(p + "deletions", "Levels dropped by DeleteSharedData.", st.deletions)
         yield _counter(p + "rejected_full", "Uploads refused: cache full.", st.rejected_full)
-        yield _counter(p + "bytes_sent", "Value bytes streamed to readers.", self._sent())
+        yield _counter(p + "bytes_sent", "Value bytes streamed to readers.", self._sent)
         if self._sessions is not None:
-            ss = self._sessions()
+            ss = self._sessions
             yield _counter(
                 p + "session_lookups", "Sessions checked with the queue manager.", ss.lookups
             )
@@ -100,19 +108,17 @@ class CentralCacheCollector(Collector):
 
 
 class NodeCacheCollector(Collector):
-    """Reads the node cache's statistics on every scrape."""
+    """The node cache's metric families, from figures already taken (any thread)."""
 
     def __init__(
-        self,
-        stats: Callable[[], NodeCacheStatistics],
-        read_path: Callable[[], tuple[int, int]] = lambda: (0, 0),
+        self, stats: NodeCacheStatistics, read_path: ReadPathStatistics | None = None
     ) -> None:
         self._stats = stats
-        self._read_path = read_path
+        self._read_path = read_path or ReadPathStatistics(0, 0, 0, 0)
 
     def collect(self) -> Iterator[Metric]:
         """Yield every metric family."""
-        st = self._stats()
+        st = self._stats
         lru = st.lru
         p = "alpcrun_node_cache_"
         yield _gauge(p + "entries", "Shared-data levels held.", lru.entries)
@@ -133,11 +139,21 @@ class NodeCacheCollector(Collector):
             p + "bytes_fetched", "Bytes received from the central cache.", st.bytes_fetched
         )
         yield _counter(p + "bytes_served", "Bytes streamed to workers.", st.bytes_served)
-        requests, connections = self._read_path()
+        rp = self._read_path
         yield _counter(
-            p + "read_path_requests", "Reads answered on the read path (not gRPC).", requests
+            p + "read_path_requests", "Reads answered on the read path (not gRPC).", rp.requests
         )
-        yield _gauge(p + "read_path_connections", "Read path connections open.", connections)
+        yield _gauge(p + "read_path_connections", "Read path connections open.", rp.connections)
+        yield _counter(
+            p + "read_path_closed_idle",
+            "Read path connections closed idle (timed out, or making room for a new one).",
+            rp.closed_idle,
+        )
+        yield _counter(
+            p + "read_path_refused",
+            "Read path connections refused: the limit was reached and none was idle.",
+            rp.refused,
+        )
 
 
 def registry_of(collector: Collector) -> CollectorRegistry:

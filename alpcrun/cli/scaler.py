@@ -98,26 +98,27 @@ def run(args: argparse.Namespace) -> int:
         interval_s=s.interval,
         status=status,
     )
+    return asyncio.run(_scale(runner, status, s))
+
+
+async def _scale(runner: ScalerRunner, status: ScalerStatus, s: ScalerSettings) -> int:
+    """Serve the status (if asked) and scale until SIGTERM/SIGINT; the exit status."""
     server = None
     if s.metrics_port is not None:
+        server = StatusServer(status, host=s.host, port=s.metrics_port)
         try:
-            server = StatusServer(status, host=s.host, port=s.metrics_port)
+            await server.start()
         except OSError as exc:
             print(f"alpcrun scaler: cannot serve on {s.host}:{s.metrics_port}: {exc}")
             return 2
-        server.start()
         log.info("scaler status on http://%s:%d (/metrics, /healthz, /readyz)", s.host, server.port)
-
-    async def main() -> None:
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, stop.set)
-        await runner.run(stop)
-
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
     try:
-        asyncio.run(main())
+        await runner.run(stop)
     finally:
         if server is not None:
-            server.close()
+            await server.close()
     return 0

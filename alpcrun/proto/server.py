@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, NoReturn, TypeAlias
 
 import grpc
@@ -16,12 +16,12 @@ import grpc.aio
 from google.protobuf.message import DecodeError
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1.health import aio as health_aio  # type: ignore[attr-defined]
-from prometheus_client import start_http_server
 from prometheus_client.registry import CollectorRegistry
 
 from alpcrun.constants import MAX_MESSAGE_BYTES
 from alpcrun.errors import ConfigError, InvalidArgument
 from alpcrun.proto.channel import server_options
+from alpcrun.proto.metrics_http import HttpEndpoint, HttpLimits, MetricsRoute
 from alpcrun.proto.reflection import enable_reflection
 from alpcrun.proto.status import abort_with
 from alpcrun.tls import ServerTls
@@ -179,6 +179,8 @@ class Listen:
     """More gRPC addresses (``unix:PATH``), always plaintext: they never leave the machine."""
     metrics_port: int | None = None
     """Prometheus ``/metrics`` HTTP port (plaintext); None: no endpoint, 0: a free port."""
+    metrics_limits: HttpLimits = field(default_factory=HttpLimits)
+    """Timeouts and most connections of the ``/metrics`` endpoint."""
     max_message_bytes: int = MAX_MESSAGE_BYTES
     """Largest gRPC message sent or received."""
 
@@ -191,7 +193,7 @@ class GrpcServer:
         service_names: Full names of its services, for health.
         health: Its health servicer.
         port: The gRPC port bound.
-        httpd: The metrics HTTP server, if any.
+        metrics: The started metrics endpoint and its route, if any.
     """
 
     def __init__(
@@ -200,15 +202,15 @@ class GrpcServer:
         service_names: Sequence[str],
         health: health_aio.HealthServicer,
         port: int,
-        httpd: Any,
+        metrics: tuple[HttpEndpoint, MetricsRoute] | None,
     ) -> None:
         self._server = server
         self._names = service_names
         self._health = health
-        self._httpd = httpd
+        self._metrics = metrics
         self.port = port
         """The gRPC port bound."""
-        self.metrics_port: int | None = httpd.server_port if httpd is not None else None
+        self.metrics_port: int | None = metrics[0].port if metrics is not None else None
         """The metrics HTTP port bound, if any."""
 
     @classmethod
@@ -228,7 +230,8 @@ class GrpcServer:
             service_names: Full names of the services ``add_services`` adds (for health).
             add_services: Adds the servicers to the server.
             interceptors: Server interceptors (auth, decoding guard).
-            registry: Builds the metrics registry, called after ``add_services``.
+            registry: Takes the figures for one scrape, on the event loop, as a registry
+                that can be rendered on another thread (its collectors hold the figures).
 
         Raises:
             alpcrun.errors.ConfigError: An address cannot be bound.
@@ -242,18 +245,25 @@ class GrpcServer:
         for extra in listen.extra_addresses:
             bind(server, extra)
         await server.start()
-        httpd = None
+        metrics = None
         if listen.metrics_port is not None and registry is not None:
+            route = MetricsRoute(registry)
+            endpoint = HttpEndpoint(
+                {"/metrics": route},
+                host=listen.host,
+                port=listen.metrics_port,
+                limits=listen.metrics_limits,
+            )
             try:
-                httpd, _thread = start_http_server(
-                    listen.metrics_port, addr=listen.host, registry=registry()
-                )
+                await endpoint.start()
             except OSError as exc:
+                route.close()
                 await server.stop(0)
                 raise ConfigError(
                     f"cannot serve metrics on {listen.host}:{listen.metrics_port}: {exc}"
                 ) from None
-        return cls(server, service_names, health, port, httpd)
+            metrics = (endpoint, route)
+        return cls(server, service_names, health, port, metrics)
 
     async def set_not_serving(self) -> None:
         """Tell health checks every service is NOT_SERVING (shutting down)."""
@@ -262,6 +272,7 @@ class GrpcServer:
     async def stop(self, grace: float) -> None:
         """Stop serving (in-flight calls get ``grace`` seconds) and the metrics endpoint."""
         await self._server.stop(grace)
-        if self._httpd is not None:
-            self._httpd.shutdown()
-            self._httpd.server_close()
+        if self._metrics is not None:
+            endpoint, route = self._metrics
+            await endpoint.stop()
+            route.close()

@@ -19,6 +19,7 @@ from alpcrun.proto import (
     add_queue_servicer,
 )
 from alpcrun.proto.auth import server_interceptors
+from alpcrun.proto.metrics_http import HttpLimits
 from alpcrun.proto.server import GrpcServer, Listen
 from alpcrun.queue_manager.admin import AdminService
 from alpcrun.queue_manager.core import CoreLimits, QueueCore
@@ -127,6 +128,7 @@ class QueueManager:
             port=s.port,
             tls=self._tls,
             metrics_port=s.metrics_port,
+            metrics_limits=HttpLimits(s.metrics_timeout, s.metrics_max_connections),
             max_message_bytes=s.max_message_bytes,
         )
         self._server = await GrpcServer.start(

@@ -1,4 +1,8 @@
-"""Prometheus exposition of the core's statistics (read at scrape time, nothing on the hot path).
+"""Prometheus exposition of the core's statistics (nothing on the hot path).
+
+Each scrape takes ``QueueCore.statistics()`` on the event loop (:func:`make_registry`), so
+the core is never read from another thread while the loop changes it; the figures are then
+rendered as text on the metrics endpoint's thread.
 
 | metric | type | labels | meaning |
 |---|---|---|---|
@@ -39,6 +43,7 @@ from prometheus_client.registry import Collector
 from alpcrun.proto import SessionState
 from alpcrun.queue_manager.core import QueueCore
 from alpcrun.queue_manager.scheduler import UnbindReason
+from alpcrun.queue_manager.stats import CoreStatistics
 
 _STATE_NAMES: dict[int, str] = {
     SessionState.SESSION_STATE_ACTIVE: "active",
@@ -48,14 +53,14 @@ _STATE_NAMES: dict[int, str] = {
 
 
 class CoreCollector(Collector):
-    """Reads ``QueueCore.statistics()`` on every scrape."""
+    """The metric families of one ``QueueCore.statistics()`` snapshot (any thread)."""
 
-    def __init__(self, core: QueueCore) -> None:
-        self.core = core
+    def __init__(self, stats: CoreStatistics) -> None:
+        self.stats = stats
 
     def collect(self) -> Iterator[Metric]:
         """Yield every metric family."""
-        st = self.core.statistics()
+        st = self.stats
         labels = ["session_id", "app_id"]
         depth = GaugeMetricFamily(
             "alpcrun_session_queue_depth", "Queued tasks of a session.", labels=labels
@@ -163,7 +168,7 @@ class CoreCollector(Collector):
 
 
 def make_registry(core: QueueCore) -> CollectorRegistry:
-    """A registry holding only the queue manager's metrics."""
+    """The queue manager's metrics as they are now: call on the event loop, render anywhere."""
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(CoreCollector(core))
+    registry.register(CoreCollector(core.statistics()))
     return registry

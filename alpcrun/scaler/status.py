@@ -1,24 +1,25 @@
 """What the scaler reports about itself: liveness, readiness and Prometheus metrics.
 
-:class:`ScalerStatus` is sans-I/O (an injected clock); :class:`StatusServer` serves it over HTTP:
+:class:`ScalerStatus` is sans-I/O (an injected clock); :class:`StatusServer` serves it over HTTP
+on the scaler's event loop, bounded as every server's ``/metrics`` is
+(:mod:`alpcrun.proto.metrics_http`: one request per connection, 10 s for a request to arrive
+and for its answer to be read, at most 32 connections):
 
 - ``/healthz`` (liveness): 200 while the loop finishes a round, successful or not, at least every
-  ``stale_after`` seconds; 503 when it is stuck (a call that never returns). A queue manager or
-  API server that is away does not fail liveness: restarting the scaler would not bring it back.
+  ``stale_after`` seconds; 503 when it is stuck (a call that never returns), and no answer at
+  all while the event loop itself is blocked (the probe's timeout counts that as a failure). A
+  queue manager or API server that is away does not fail liveness: restarting the scaler would
+  not bring it back.
 - ``/readyz`` (readiness): 200 when the last round succeeded, 503 with the error otherwise.
 - ``/metrics``: the scaler's gauges and counters (names below), in the Prometheus text format.
 """
 
 from __future__ import annotations
 
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
-
-from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
-from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from alpcrun._clock import Clock
+from alpcrun.proto.metrics_http import HttpEndpoint, HttpLimits, HttpReply, MetricsRoute
 from alpcrun.scaler.policy import Decision
 
 
@@ -96,47 +97,46 @@ class ScalerStatus:
         return True, "ok"
 
 
-class _Handler(BaseHTTPRequestHandler):
-    status: ScalerStatus  # set on the subclass made per server
-
-    def do_GET(self) -> None:
-        path = self.path.split("?", 1)[0]
-        if path == "/metrics":
-            self._reply(200, generate_latest(self.status.registry), CONTENT_TYPE_LATEST)
-        elif path in ("/healthz", "/readyz"):
-            ok, why = self.status.live() if path == "/healthz" else self.status.ready()
-            self._reply(200 if ok else 503, (why + "\n").encode(), "text/plain; charset=utf-8")
-        else:
-            self._reply(404, b"not found: try /metrics, /healthz or /readyz\n", "text/plain")
-
-    def _reply(self, code: int, body: bytes, content_type: str) -> None:
-        self.send_response(code)
-        self.send_header("Content-Type", content_type)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, format: str, *args: Any) -> None:
-        """Probes every few seconds are not worth a log line."""
-
-
 class StatusServer:
-    """``/metrics``, ``/healthz`` and ``/readyz`` of a :class:`ScalerStatus`, on a thread."""
+    """``/metrics``, ``/healthz`` and ``/readyz`` of a :class:`ScalerStatus`, on the event loop.
 
-    def __init__(self, status: ScalerStatus, *, host: str, port: int) -> None:
-        handler = type("ScalerStatusHandler", (_Handler,), {"status": status})
-        self._httpd = ThreadingHTTPServer((host, port), handler)
-        self._httpd.daemon_threads = True
-        self.port: int = self._httpd.server_address[1]
-        self._thread = threading.Thread(
-            target=self._httpd.serve_forever, name="scaler-status", daemon=True
+    Args:
+        status: What to serve.
+        host: Address to listen on.
+        port: Port (0: a free one).
+        limits: Timeouts and most connections (default: as every server's ``/metrics``).
+    """
+
+    def __init__(
+        self, status: ScalerStatus, *, host: str, port: int, limits: HttpLimits | None = None
+    ) -> None:
+        self.status = status
+        self._metrics = MetricsRoute(lambda: status.registry)  # its metrics take locks
+        self._endpoint = HttpEndpoint(
+            {"/metrics": self._metrics, "/healthz": self._live, "/readyz": self._ready},
+            host=host,
+            port=port,
+            limits=limits,
         )
+        self.port: int = port
+        """The port bound (after :meth:`start`)."""
 
-    def start(self) -> None:
-        """Serve in the background."""
-        self._thread.start()
+    async def start(self) -> None:
+        """Listen (raises ``OSError`` when the address cannot be bound)."""
+        await self._endpoint.start()
+        self.port = self._endpoint.port
 
-    def close(self) -> None:
+    async def close(self) -> None:
         """Stop serving and release the port."""
-        self._httpd.shutdown()
-        self._httpd.server_close()
+        await self._endpoint.stop()
+        self._metrics.close()
+
+    async def _live(self) -> HttpReply:
+        return _probe(*self.status.live())
+
+    async def _ready(self) -> HttpReply:
+        return _probe(*self.status.ready())
+
+
+def _probe(ok: bool, why: str) -> HttpReply:
+    return HttpReply(200 if ok else 503, (why + "\n").encode())

@@ -35,11 +35,16 @@ KEY = "scale-key"
 TARGET_LABELS = {"namespace", "service", "pod", "job", "instance", "endpoint", "container"}
 
 
-def scrape(qm: QueueManager) -> dict[str, list[dict[str, str]]]:
-    """Metric name → label sets of its samples, from the queue manager's /metrics."""
+def _get(qm: QueueManager) -> str:
     url = f"http://127.0.0.1:{qm.metrics_port}/metrics"
     with urllib.request.urlopen(url, timeout=5) as response:
-        text = response.read().decode()
+        return response.read().decode()
+
+
+async def scrape(qm: QueueManager) -> dict[str, list[dict[str, str]]]:
+    """Metric name → label sets of its samples, from the queue manager's /metrics (read on
+    another thread: the endpoint answers on this event loop)."""
+    text = await asyncio.to_thread(_get, qm)
     out: dict[str, list[dict[str, str]]] = {}
     for family in text_string_to_metric_families(text):
         for sample in family.samples:
@@ -58,16 +63,14 @@ async def queued_work(tasks: int = 40) -> AsyncIterator[tuple[QueueManager, Any]
                     await session.submit(str(i).encode())
                 await session.flush()
                 for _ in range(250):  # every batch queued (they arrive one by one)
-                    if _value(qm, "alpcrun_queue_depth") == tasks:
+                    if await _value(qm, "alpcrun_queue_depth") == tasks:
                         break
                     await asyncio.sleep(0.02)
                 yield qm, session
 
 
-def _value(qm: QueueManager, metric: str) -> float:
-    url = f"http://127.0.0.1:{qm.metrics_port}/metrics"
-    with urllib.request.urlopen(url, timeout=5) as response:
-        text = response.read().decode()
+async def _value(qm: QueueManager, metric: str) -> float:
+    text = await asyncio.to_thread(_get, qm)
     return sum(
         s.value for f in text_string_to_metric_families(text) for s in f.samples if s.name == metric
     )
@@ -107,14 +110,14 @@ async def test_chart_autoscalers_reference_exported_metrics_and_labels(tmp_path:
         "alpcrun_session_workers_wanted",
     }
     async with queued_work() as (qm, _session):
-        exported = scrape(qm)
+        exported = await scrape(qm)
         for name, labels in refs:
             assert name in exported, f"{name} is not exported"
             assert exported[name], f"{name} has no sample"
             for sample_labels in exported[name]:
                 assert labels <= set(sample_labels), f"{name} lacks labels {labels}"
-        assert _value(qm, "alpcrun_queue_depth") == 40
-        assert _value(qm, "alpcrun_workers_wanted") == 6
+        assert await _value(qm, "alpcrun_queue_depth") == 40
+        assert await _value(qm, "alpcrun_workers_wanted") == 6
 
 
 async def test_adapter_rules_and_dashboard_use_exported_metrics():
@@ -123,7 +126,7 @@ async def test_adapter_rules_and_dashboard_use_exported_metrics():
     external = rules["rules"]["external"]
     dashboard = (ROOT / "deploy" / "grafana" / "alpcrun-dashboard.json").read_text()
     async with queued_work() as (qm, _session):
-        exported = set(scrape(qm))
+        exported = set(await scrape(qm))
         for rule in external:
             [series] = re.findall(r"(alpcrun_[a-z_]+)", rule["seriesQuery"])
             assert series in exported
@@ -189,7 +192,7 @@ async def test_scaler_scales_workers_to_what_the_queue_manager_wants():
     async with emulator() as (_k8s, api), queued_work() as (qm, session):
         await asyncio.to_thread(api.create_namespaced_deployment, "grid", _deployment("w", 1))
         target = DeploymentScale(api, name="w", namespace="grid")
-        assert _value(qm, "alpcrun_workers_wanted") == 6
+        assert await _value(qm, "alpcrun_workers_wanted") == 6
         status = ScalerStatus(clock=clock, stale_after_s=60)
         runner = ScalerRunner(
             decider=ScaleDecider(policy, clock=clock),
@@ -205,7 +208,7 @@ async def test_scaler_scales_workers_to_what_the_queue_manager_wants():
         assert await asyncio.to_thread(target.get_replicas) == 4  # 6 wanted, max_replicas 4
         await session.close()
         for _ in range(200):
-            if _value(qm, "alpcrun_workers_wanted") == 0:
+            if await _value(qm, "alpcrun_workers_wanted") == 0:
                 break
             await asyncio.sleep(0.02)
         clock.advance(61)

@@ -337,6 +337,11 @@ class QueueManagerSettings(_Tls, _Server):
     """A worker whose heartbeat is older than this is declared lost."""
     heartbeat_interval: Seconds = Field(default=5.0, gt=0)
     """Heartbeat interval asked of workers."""
+    bind_stream_timeout: Seconds = Field(default=30.0, gt=0)
+    """A bound worker that has not opened its WorkerStream this long after BIND is declared
+    lost (its WorkerUpdate stream is ended) and the session's slot goes to another worker.
+    A bound worker without a stream whose heartbeat reports no or another session is sent
+    BIND again, at most once per heartbeat_interval."""
     buffer_size: int = Field(default=10_000, ge=1)
     """Queued batches per session before the client stream is paused (backpressure)."""
     max_pending_bytes: int = Field(default=1 << 30, ge=1 << 20)

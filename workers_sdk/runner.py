@@ -2,7 +2,9 @@
 
 One runner keeps one ``WorkerUpdate`` stream open (registration, heartbeats, BIND/UNBIND
 instructions) and, while bound, one :class:`~workers_sdk._session.SessionPump` serving the
-session's ``WorkerStream``. A lost connection is retried every ``reconnect_delay`` with a
+session's ``WorkerStream``. A BIND that arrives while the previous stream is still winding
+down (for any session, the same one included) waits for that stream to end and then opens a
+new one. A lost connection is retried every ``reconnect_delay`` with a
 fresh registration; auth failures are fatal. :meth:`WorkerRunner.request_stop` drains:
 DRAINING heartbeat, finish received batches, send their results, close both streams.
 """
@@ -329,13 +331,15 @@ class WorkerRunner:
             logger.info("draining: ignoring bind to session %s", spec.session_id)
             return
         if self._pump is not None:
-            if spec.session_id != self._pump.spec.session_id:
-                logger.info(
-                    "bind to %s queued until %s ends", spec.session_id, self._pump.spec.session_id
-                )
-                self._pending_bind = spec
-            else:  # the same session again: take its (possibly updated) task_timeout
-                self._pump.task_timeout = spec.task_timeout
+            # The queue manager binds idle workers only: a BIND, even for the session the pump
+            # serves, means it saw that pump's stream end. The pump is winding down; the bind
+            # gets a new stream once it has ended (dropping it left the worker idle for good).
+            logger.info(
+                "bind to %s queued until the stream of %s ends",
+                spec.session_id,
+                self._pump.spec.session_id,
+            )
+            self._pending_bind = spec
             return
         logger.info(
             "bound to session %s (task_timeout %s)",

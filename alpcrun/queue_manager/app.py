@@ -40,6 +40,7 @@ def _limits(settings: QueueManagerSettings) -> CoreLimits:
         max_buffered_results=settings.max_buffered_results,
         worker_timeout_s=settings.worker_timeout,
         heartbeat_interval_s=settings.heartbeat_interval,
+        bind_stream_timeout_s=settings.bind_stream_timeout,
         session_retention_s=settings.session_retention,
         session_expiry_s=settings.session_expiry,
         default_fifo=settings.queue_type == "fifo",

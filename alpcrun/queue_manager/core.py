@@ -246,9 +246,15 @@ class QueueCore:
         """The registered worker with this id, or WorkerNotFound."""
         return self.registry.get(worker_id)
 
-    def heartbeat(self, worker_id: str, *, draining: bool = False) -> None:
-        """Record a sign of life; a draining worker gets no new batches."""
-        if self.registry.heartbeat(worker_id, draining=draining):
+    def heartbeat(
+        self, worker_id: str, *, draining: bool = False, serving: str | None = None
+    ) -> None:
+        """Record a sign of life; a draining worker gets no new batches.
+
+        ``serving``: the session the worker reports it serves ("" none; None: not reported).
+        A bound worker without a stream that reports otherwise is sent its BIND again.
+        """
+        if self.registry.heartbeat(worker_id, draining=draining, serving=serving):
             self._on_schedule_needed()
 
     def worker_lost(self, worker_id: str) -> None:
@@ -293,9 +299,15 @@ class QueueCore:
                 self.registry.unbind(worker, record, action.reason)
 
     def tick(self) -> None:
-        """Periodic duties: lost workers, retention, retry delays, timeouts, idle, scheduling."""
+        """Periodic duties: lost workers, retention, retry delays, timeouts, idle, scheduling.
+
+        Lost are workers silent for ``worker_timeout`` and bound workers that opened no
+        stream within ``bind_stream_timeout`` (their slot goes to another worker).
+        """
         now = self.clock.monotonic()
         for wid in self.registry.timed_out(now):
+            self.worker_lost(wid)
+        for wid in self.registry.without_stream(now):
             self.worker_lost(wid)
         for record in self.table.sweep(now):
             if record.delayed:

@@ -19,6 +19,8 @@ class CoreLimits:
     """Heartbeat age after which a worker is lost."""
     heartbeat_interval_s: float = 5.0
     """Heartbeat interval asked of workers."""
+    bind_stream_timeout_s: float = 30.0
+    """A bound worker that has not opened its WorkerStream for this long is lost."""
     session_retention_s: float = 300.0
     """How long closed sessions stay visible."""
     session_expiry_s: float = 3600.0

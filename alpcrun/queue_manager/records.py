@@ -63,6 +63,9 @@ class WorkerRecord:
     """Dispatched batches awaiting results, by dispatch id."""
     bound_at: float = 0.0
     """Monotonic time of its last bind."""
+    bind_sent_at: float = 0.0
+    """Monotonic time BIND was last sent to it (at its bind, or again to a worker that
+    reported it missed it)."""
     completed_batches: int = 0
     """Result batches received from it."""
     abandoned: set[int] = field(default_factory=set)

@@ -56,6 +56,8 @@ the queue manager adds to a task batch; the batch id, session id, seq and wrappe
 a result batch."""
 _FORWARD_BYTES_PER_TASK = 3
 """And per task: the attempt number set on a redelivered or failed task."""
+_NO_STATE = WorkerState.WORKER_STATE_UNSPECIFIED
+"""A heartbeat in this state says nothing about the session the worker serves."""
 
 
 def _metadata_value(context: Context, key: str) -> str | None:
@@ -326,8 +328,12 @@ class QueueService(QueueServicer):
             try:
                 async for status in requests:
                     if status.HasField("heartbeat"):
-                        draining = status.heartbeat.state == WorkerState.WORKER_STATE_DRAINING
-                        self.core.heartbeat(worker.id, draining=draining)
+                        beat = status.heartbeat
+                        self.core.heartbeat(
+                            worker.id,
+                            draining=beat.state == WorkerState.WORKER_STATE_DRAINING,
+                            serving=None if beat.state == _NO_STATE else beat.session_id,
+                        )
             except DecodeError as exc:
                 failure.error = _malformed(exc)
         outlet.close()

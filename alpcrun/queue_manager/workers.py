@@ -5,9 +5,16 @@ are carried out here (BIND / UNBIND instructions on that stream). A bound worker
 WorkerStream for its session and receives batches on it. When the stream ends, the worker
 unbinds, or the worker is lost (its control stream ended, or no heartbeat for
 ``worker_timeout``), what it held fails as ``worker_lost``.
+
+A bound worker without a stream is held to the protocol: one whose heartbeat says it serves
+no or another session after a heartbeat interval missed its BIND and is sent it again (at
+most once per interval); one that has opened no stream ``bind_stream_timeout`` after its bind
+is lost, so the session's slot goes to another worker.
 """
 
 from __future__ import annotations
+
+import logging
 
 from ulid import ULID
 
@@ -23,6 +30,7 @@ from alpcrun.queue_manager.scheduler import UnbindReason
 from alpcrun.queue_manager.stats import CoreCounters
 
 _INSTR = WorkerInstruction
+log = logging.getLogger("alpcrun.queue_manager")
 
 
 class WorkerRegistry:
@@ -87,21 +95,73 @@ class WorkerRegistry:
                 f"worker {worker_id[:MAX_ID_LENGTH]!r} is not registered"
             ) from None
 
-    def heartbeat(self, worker_id: str, *, draining: bool) -> bool:
-        """Record a sign of life; return whether the worker has just started draining."""
+    def heartbeat(self, worker_id: str, *, draining: bool, serving: str | None = None) -> bool:
+        """Record a sign of life; return whether the worker has just started draining.
+
+        ``serving`` is the session the worker reports it serves ("" for none), or None when
+        it reported no state. A bound worker without a stream that reports anything else has
+        missed its BIND and is sent it again (see :meth:`_resend_bind`).
+        """
         worker = self.workers.get(worker_id)
         if worker is None:
             return False
-        worker.last_seen = self._clock.monotonic()
+        now = self._clock.monotonic()
+        worker.last_seen = now
+        if serving is not None and serving != worker.session_id:
+            self._resend_bind(worker, now)
         if draining and not worker.draining:
             worker.draining = True
             return True
         return False
 
+    def _resend_bind(self, worker: WorkerRecord, now: float) -> None:
+        """Send BIND again to a bound worker that has no stream and says it serves no session.
+
+        Only once a heartbeat interval has passed since BIND was last sent: a heartbeat
+        written before the worker read its BIND would contradict it too.
+        """
+        if worker.phase is not WorkerPhase.BOUND or worker.data is not None:
+            return
+        if now - worker.bind_sent_at < self._limits.heartbeat_interval_s:
+            return
+        record = self._sessions.get(worker.session_id or "")
+        if record is None or record.closed:
+            return
+        log.warning(
+            "worker %s (pod %s) reports it does not serve session %s it is bound to: BIND "
+            "sent again",
+            worker.id,
+            worker.pod,
+            record.id,
+        )
+        self._send_bind(worker, record, now)
+
     def timed_out(self, now: float) -> list[str]:
         """Ids of workers whose last sign of life is older than ``worker_timeout``."""
         timeout = self._limits.worker_timeout_s
         return [w.id for w in self.workers.values() if now - w.last_seen > timeout]
+
+    def without_stream(self, now: float) -> list[str]:
+        """Ids of bound workers that opened no WorkerStream within ``bind_stream_timeout``.
+
+        Each is logged: the core loses them, so their slot goes to another worker.
+        """
+        timeout = self._limits.bind_stream_timeout_s
+        stalled = [
+            w
+            for w in self.workers.values()
+            if w.phase is WorkerPhase.BOUND and w.data is None and now - w.bound_at > timeout
+        ]
+        for w in stalled:
+            log.warning(
+                "worker %s (pod %s) opened no WorkerStream %gs after its bind to session %s: "
+                "dropped",
+                w.id,
+                w.pod,
+                timeout,
+                w.session_id,
+            )
+        return [w.id for w in stalled]
 
     def lose(self, worker_id: str) -> bool:
         """Forget a worker whose control stream ended or timed out; requeue its batches.
@@ -149,6 +209,11 @@ class WorkerRegistry:
         worker.bound_at = now
         record.workers[worker.id] = worker
         self._counters.binds += 1
+        self._send_bind(worker, record, now)
+
+    @staticmethod
+    def _send_bind(worker: WorkerRecord, record: SessionRecord, now: float) -> None:
+        worker.bind_sent_at = now
         worker.control.send(
             _INSTR(
                 type=_INSTR.TYPE_BIND,

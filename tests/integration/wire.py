@@ -197,6 +197,11 @@ class ManualWorker:
                 if instruction.type == Instr.TYPE_BIND:
                     return instruction.session_id
 
+    def heartbeat(self, state: proto.WorkerState.ValueType, session_id: str = "") -> None:
+        """Send a heartbeat reporting ``state`` and the session served ("" for none)."""
+        beat = proto.WorkerHeartbeat(state=state, session_id=session_id)
+        self._statuses.put_nowait(proto.WorkerStatus(heartbeat=beat))
+
     def open_stream(self, session_id: str, worker_id: str | None = None) -> None:
         """Open WorkerStream for ``session_id`` (as ``worker_id``, by default its own id)."""
         self._results.put_nowait(None)  # ends the previous stream's request iterator

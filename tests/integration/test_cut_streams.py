@@ -375,10 +375,11 @@ async def test_result_that_could_not_be_delivered_is_refused(limit_grid: tuple[G
     grid, limit = limit_grid
     sid = await grid.create()
     batch_id = "b" * 128  # the longest id the client may give, copied onto the results
+    batch = proto.Batch(id=batch_id, tasks=[proto.Task(id="t" * 128, payload=b"p")])
     submit = start(
         grid.channel,
         method("ClientStream"),
-        [CSR(batch=one_task(batch_id))],
+        [CSR(batch=batch)],
         with_session(sid),
         half_close=False,
         timeout=None,

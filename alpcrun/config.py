@@ -407,6 +407,10 @@ class WorkerSettings(_TlsClient):
     with ``tls``, or when ``node_agent`` is a Unix socket); ``"off"``: gRPC only."""
     central_cache: str | None = f"localhost:{constants.CENTRAL_CACHE_PORT}"
     """Central cache address, used when the node agent cannot be reached."""
+    payload_socket: str = ""
+    """The node agent's payload socket on this node: payloads held here are opened without
+    copying and ``task.put`` writes straight into the agent's memory ("": payload bytes
+    stream over the network to and from the agents that hold them)."""
 
     def read_path_address(self) -> str | None:
         """The node read path address ``node_read_path`` resolves to (None: none)."""

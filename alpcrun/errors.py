@@ -160,7 +160,7 @@ class PayloadStateError(PayloadError):
 
 
 class PayloadLost(PayloadError):
-    """Every replica of a committed payload is gone (its node was lost); it cannot be read."""
+    """The payload is gone (deleted, or every replica lost with its node); it cannot be read."""
 
 
 class TaskFailed(AlpcrunError):

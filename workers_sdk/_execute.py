@@ -24,7 +24,9 @@ from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import cast
 
-from alpcrun.proto import Batch, ErrorReason, Task, TaskError
+from alpcrun.errors import PayloadLost
+from alpcrun.proto import Batch, ErrorReason, PayloadRef, Task, TaskError
+from workers_sdk._payloads import PayloadSource
 from workers_sdk._shared import SharedDataSource
 from workers_sdk.context import BatchInfo, TaskContext, _current, _TimedTaskContext
 from workers_sdk.errors import NonRetryableError, Retry, TaskTimeout
@@ -44,13 +46,16 @@ _EMPTY_TASK = Task()
 def task_error(exc: BaseException) -> TaskError:
     """The ``TaskError`` reported for a handler that raised ``exc``.
 
-    ``NonRetryableError`` (and subclasses) maps to ``ERROR_REASON_NON_RETRYABLE``,
+    ``NonRetryableError`` (and subclasses) maps to ``ERROR_REASON_NON_RETRYABLE``, a payload
+    the task references that is gone (``PayloadLost``) to ``ERROR_REASON_PAYLOAD_LOST``,
     ``TaskTimeout`` to ``ERROR_REASON_TIMEOUT``, anything else to the retryable
     ``ERROR_REASON_ERROR``; a ``Retry`` also sets ``retry_after_ms`` from its ``after``.
     ``type`` is the exception's class name and ``message`` its text.
     """
     if isinstance(exc, NonRetryableError):
         reason = ErrorReason.ERROR_REASON_NON_RETRYABLE
+    elif isinstance(exc, PayloadLost):
+        reason = ErrorReason.ERROR_REASON_PAYLOAD_LOST
     elif isinstance(exc, TaskTimeout):
         reason = ErrorReason.ERROR_REASON_TIMEOUT
     else:
@@ -73,10 +78,18 @@ def _fail(out: Batch, task_id: str, exc: Exception, on_error: ErrorHook | None) 
         on_error(task_id, exc)
 
 
-def _add_result(out: Batch, task_id: str, result: object, on_error: ErrorHook | None) -> None:
-    """Slow path for a result that is not exactly ``bytes``."""
+def _add_result(
+    out: Batch,
+    task_id: str,
+    result: object,
+    on_error: ErrorHook | None,
+    outputs: list[PayloadRef] | None = None,
+) -> None:
+    """Slow path: a result that is not exactly ``bytes``, or a task that put payloads."""
     if isinstance(result, bytes | bytearray | memoryview):
-        out.tasks.add(id=task_id, payload=bytes(result))
+        added = out.tasks.add(id=task_id, payload=bytes(result))
+        if outputs:
+            added.refs.extend(outputs)
         return
     exc = TypeError(f"handle() returned {type(result).__qualname__}; expected bytes")
     _fail(out, task_id, exc, on_error)
@@ -109,10 +122,10 @@ def run_batch_sync(
             except Exception as exc:
                 _fail(out, task.id, exc, on_error)
                 continue
-            if type(result) is bytes:
+            if type(result) is bytes and ctx._outputs is None:
                 add(id=task.id, payload=result)
             else:
-                _add_result(out, task.id, result, on_error)
+                _add_result(out, task.id, result, on_error, ctx._outputs)
     finally:
         _current.reset(token)
     return out
@@ -145,10 +158,10 @@ async def run_batch_async(
             except Exception as exc:
                 _fail(out, task.id, exc, on_error)
                 continue
-            if type(result) is bytes:
+            if type(result) is bytes and ctx._outputs is None:
                 add(id=task.id, payload=result)
             else:
-                _add_result(out, task.id, result, on_error)
+                _add_result(out, task.id, result, on_error, ctx._outputs)
     finally:
         _current.reset(token)
     return out
@@ -161,6 +174,7 @@ def _settle(
     error: Exception | None,
     late: TaskTimeout | None,
     on_error: ErrorHook | None,
+    outputs: list[PayloadRef] | None = None,
 ) -> None:
     """Record one timed task: a timeout wins over whatever the handler produced."""
     if late is not None:
@@ -170,7 +184,7 @@ def _settle(
     elif error is not None:
         _fail(out, task_id, error, on_error)
     else:
-        _add_result(out, task_id, result, on_error)
+        _add_result(out, task_id, result, on_error, outputs)
 
 
 def _run_sync_timed(
@@ -193,7 +207,7 @@ def _run_sync_timed(
                 error = exc
             elapsed = clock() - start
             late = TaskTimeout(limit, elapsed, cancelled=False) if elapsed > limit else None
-            _settle(out, task.id, result, error, late, on_error)
+            _settle(out, task.id, result, error, late, on_error, ctx._outputs)
     finally:
         _current.reset(token)
     return out
@@ -268,12 +282,13 @@ async def _run_async_timed(
     try:
         for task in batch.tasks:
             start = clock()
-            _current.set(_TimedTaskContext(task, info, start + limit))
+            ctx = _TimedTaskContext(task, info, start + limit)
+            _current.set(ctx)
             dog.arm(loop.time() + limit)
             result: object = None
             error: Exception | None = None
             try:
-                result = await handle(_current.get())
+                result = await handle(ctx)
             except asyncio.CancelledError:
                 if not dog.fired:
                     raise
@@ -287,7 +302,7 @@ async def _run_async_timed(
             late = None
             if dog.fired or elapsed > limit:
                 late = TaskTimeout(limit, elapsed, cancelled=dog.fired)
-            _settle(out, task.id, result, error, late, on_error)
+            _settle(out, task.id, result, error, late, on_error, ctx._outputs)
     finally:
         dog.close()
         _current.reset(token)
@@ -306,9 +321,15 @@ class BatchExecutor:
     """
 
     def __init__(
-        self, worker: Worker, *, threads: int, shared: SharedDataSource | None = None
+        self,
+        worker: Worker,
+        *,
+        threads: int,
+        shared: SharedDataSource | None = None,
+        payloads: PayloadSource | None = None,
     ) -> None:
         self._shared = shared
+        self._payloads = payloads
         self._is_async = type(worker)._handle_is_async
         self._handle = worker.handle
         self._pool: ThreadPoolExecutor | None = None
@@ -334,10 +355,21 @@ class BatchExecutor:
             on_error: Called with (task id, exception) for each failed task.
         """
         sid = batch.session_id or session_id
-        info = BatchInfo(batch.id, sid, worker_id)
+        shared: bytes | None = None
+        level = 0
         if batch.use_shared_data and self._shared is not None:
             level = batch.required_shared_data_update_level or 1
-            info = BatchInfo(batch.id, sid, worker_id, await self._shared.get(sid, level), level)
+            shared = await self._shared.get(sid, level)
+        info = BatchInfo(
+            batch.id,
+            sid,
+            worker_id,
+            shared,
+            level,
+            dispatch_id=batch.dispatch_id,
+            payloads=self._payloads,
+            loop=asyncio.get_running_loop(),
+        )
         timeout = task_timeout or None
         if self._pool is None:
             handle = cast(AsyncHandle, self._handle)

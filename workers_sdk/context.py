@@ -7,10 +7,16 @@ every task of the batch, rather than a dataclass that copies fields.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Iterator, Mapping
 from contextvars import ContextVar
 from dataclasses import dataclass
+from typing import Any
 
-from alpcrun.proto import Task
+from alpcrun.payload.store import PayloadView
+from alpcrun.proto import PayloadRef, Task
+from workers_sdk._payloads import PayloadSource
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,6 +33,12 @@ class BatchInfo:
     """The session's shared data at the batch's required level (None: the batch uses none)."""
     shared_level: int = 0
     """The shared-data level of ``shared``."""
+    dispatch_id: int = 0
+    """The attempt's dispatch id (names the attempt's payload leases)."""
+    payloads: PayloadSource | None = None
+    """Where tasks open and put payloads (None: payloads are not available)."""
+    loop: asyncio.AbstractEventLoop | None = None
+    """The runner's event loop (sync handlers reach ``payloads`` through it)."""
 
 
 class TaskContext:
@@ -36,11 +48,12 @@ class TaskContext:
     ``TaskContext(task, info)``; user code normally only receives them.
     """
 
-    __slots__ = ("_info", "_task")
+    __slots__ = ("_info", "_outputs", "_task")
 
     def __init__(self, task: Task, info: BatchInfo) -> None:
         self._task = task
         self._info = info
+        self._outputs: list[PayloadRef] | None = None
 
     @property
     def task_id(self) -> str:
@@ -97,6 +110,82 @@ class TaskContext:
         return self._info.shared_level
 
     @property
+    def refs(self) -> tuple[PayloadRef, ...]:
+        """References to the payloads the task was submitted with."""
+        return tuple(self._task.refs)
+
+    @property
+    def outputs(self) -> tuple[PayloadRef, ...]:
+        """References to the payloads this task put (its result carries them)."""
+        return tuple(self._outputs or ())
+
+    def _source(self) -> PayloadSource:
+        source = self._info.payloads
+        if source is None:
+            raise RuntimeError("payloads are not available to this worker (no payload store)")
+        return source
+
+    @property
+    def _holder(self) -> str:
+        return f"{self._info.worker_id}/{self._info.dispatch_id}"
+
+    def _on_loop(self, coro: Any) -> Any:
+        """Run ``coro`` on the runner's loop from a sync handler's thread; its result."""
+        loop = self._info.loop
+        if loop is None:
+            raise RuntimeError("payloads need the runner's event loop")
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if running is loop:
+            coro.close()
+            raise RuntimeError("an async handle() uses open_async and put_async")
+        return asyncio.run_coroutine_threadsafe(coro, loop).result()
+
+    @contextlib.contextmanager
+    def open(self, ref: PayloadRef) -> Iterator[PayloadView]:
+        """``with task.open(ref) as view``: read-only bytes of a payload (sync handlers).
+
+        On the node that holds the payload, ``view.memoryview()`` and ``view.array()`` are the
+        node agent's memory, mapped: nothing is copied. A lease on the payload is held until
+        the block ends. Async handlers use :meth:`open_async`.
+        """
+        view: PayloadView = self._on_loop(self._source().open(self.session_id, ref, self._holder))
+        try:
+            yield view
+        finally:
+            self._on_loop(view.aclose())
+
+    @contextlib.asynccontextmanager
+    async def open_async(self, ref: PayloadRef) -> AsyncIterator[PayloadView]:
+        """``async with task.open_async(ref) as view``: :meth:`open` for async handlers."""
+        view = await self._source().open(self.session_id, ref, self._holder)
+        try:
+            yield view
+        finally:
+            await view.aclose()
+
+    def put(self, obj: Any, *, meta: Mapping[str, str] | None = None) -> PayloadRef:
+        """Store a bytes-like object or NumPy array as a payload; the result carries its ref.
+
+        On a node with a node agent the bytes are written straight into its memory. Sync
+        handlers; async handlers use :meth:`put_async`.
+        """
+        ref: PayloadRef = self._on_loop(self._source().put(self.session_id, obj, meta))
+        return self._output(ref)
+
+    async def put_async(self, obj: Any, *, meta: Mapping[str, str] | None = None) -> PayloadRef:
+        """:meth:`put` for async handlers."""
+        return self._output(await self._source().put(self.session_id, obj, meta))
+
+    def _output(self, ref: PayloadRef) -> PayloadRef:
+        if self._outputs is None:
+            self._outputs = []
+        self._outputs.append(ref)
+        return ref
+
+    @property
     def deadline(self) -> float | None:
         """Absolute ``time.monotonic()`` deadline of this attempt, or None without a timeout.
 
@@ -124,6 +213,7 @@ class _TimedTaskContext(TaskContext):
     def __init__(self, task: Task, info: BatchInfo, deadline: float) -> None:
         self._task = task
         self._info = info
+        self._outputs = None
         self._deadline = deadline
 
     @property

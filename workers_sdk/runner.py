@@ -25,6 +25,7 @@ import alpcrun
 from alpcrun.config import WorkerSettings
 from alpcrun.constants import MD_API_KEY
 from alpcrun.errors import AuthError, Unavailable
+from alpcrun.payload.store import StoreOptions
 from alpcrun.proto import (
     Batch,
     QueueStub,
@@ -37,6 +38,7 @@ from alpcrun.proto.channel import open_channel
 from alpcrun.proto.status import from_rpc_error
 from alpcrun.tls import client_tls
 from workers_sdk._execute import BatchExecutor
+from workers_sdk._payloads import GridPayloads
 from workers_sdk._session import CLOSE_GRACE, SessionPump, SessionSpec
 from workers_sdk._shared import CachedSharedData
 from workers_sdk._state import WIRE_STATE, Counters, RunnerState, WorkerStatistics
@@ -129,13 +131,21 @@ class WorkerRunner:
         settings = self._settings
         await self._worker.setup()
         shared = CachedSharedData(settings, tls=self._tls)
-        executor = BatchExecutor(
-            self._worker, threads=settings.threads or settings.concurrency, shared=shared
-        )
         channel = open_channel(
             settings.queue_manager,
             tls=self._tls,
             max_message_bytes=settings.max_message_bytes,
+        )
+        key = settings.api_key.get_secret_value() if settings.api_key else None
+        payloads = GridPayloads(
+            channel,
+            StoreOptions(api_key=key, node=settings.node, agent_socket=settings.payload_socket),
+        )
+        executor = BatchExecutor(
+            self._worker,
+            threads=settings.threads or settings.concurrency,
+            shared=shared,
+            payloads=payloads,
         )
         stub = QueueStub(channel)
         try:
@@ -146,6 +156,7 @@ class WorkerRunner:
             try:
                 await self._worker.teardown()
             finally:
+                await payloads.close()
                 await channel.close(None)
                 await shared.aclose()
                 logger.info("worker stopped: %s", self.statistics())

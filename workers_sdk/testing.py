@@ -23,8 +23,9 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import Self, cast
 
-from alpcrun.proto import Batch, TaskError
+from alpcrun.proto import Batch, PayloadRef, TaskError
 from workers_sdk._execute import BatchExecutor
+from workers_sdk._payloads import MemoryPayloads
 from workers_sdk._shared import StaticSharedData
 from workers_sdk.worker import Worker
 
@@ -44,6 +45,8 @@ class HarnessResult:
     ``TaskTimeout`` for a task that ran past ``task_timeout``), if any."""
     attempt: int = 1
     """The 1-based attempt number the handler saw in ``TaskContext.attempt``."""
+    refs: tuple[PayloadRef, ...] = ()
+    """References to the payloads the task put (read them with ``harness.payloads.get``)."""
 
     @property
     def ok(self) -> bool:
@@ -65,6 +68,8 @@ class WorkerHarness:
             None for none; enforced as a worker enforces it.
         shared_data: The session's shared data: when given, every batch is marked
             ``use_shared_data`` (level 1) and ``task.shared_data()`` returns it.
+        payloads: Where ``task.open`` and ``task.put`` go (a new :class:`MemoryPayloads`
+            by default; put inputs with ``harness.payloads.add(obj)``).
 
     Raises:
         ValueError: ``task_timeout`` is not positive.
@@ -79,8 +84,11 @@ class WorkerHarness:
         threads: int = 1,
         task_timeout: float | datetime.timedelta | None = None,
         shared_data: bytes | None = None,
+        payloads: MemoryPayloads | None = None,
     ) -> None:
         self.worker = worker
+        self.payloads = payloads or MemoryPayloads()
+        """The payloads tasks open and put, in memory."""
         self._shared = None if shared_data is None else StaticSharedData(shared_data)
         self._session_id = session_id
         self._worker_id = worker_id
@@ -91,7 +99,9 @@ class WorkerHarness:
 
     async def __aenter__(self) -> Self:
         await self.worker.setup()
-        self._executor = BatchExecutor(self.worker, threads=self._threads, shared=self._shared)
+        self._executor = BatchExecutor(
+            self.worker, threads=self._threads, shared=self._shared, payloads=self.payloads
+        )
         return self
 
     async def __aexit__(
@@ -107,30 +117,34 @@ class WorkerHarness:
             if executor is not None:
                 executor.close(wait=False)
 
-    async def run(self, payload: bytes, *, attempt: int = 1) -> bytes:
+    async def run(
+        self, payload: bytes, *, attempt: int = 1, refs: Sequence[PayloadRef] = ()
+    ) -> bytes:
         """Run one task and return its result bytes.
 
         Args:
             payload: The task's input bytes.
             attempt: The 1-based attempt number the handler sees.
+            refs: Payload references the task carries (from ``harness.payloads.add``).
 
         Raises:
             Exception: Whatever the handler raised (a ``TypeError`` for a non-bytes result,
                 :class:`~workers_sdk.errors.TaskTimeout` for a task past ``task_timeout``).
         """
-        (result,) = await self.run_batch([payload], attempt=attempt)
+        (result,) = await self.run_batch([payload], attempt=attempt, refs=refs)
         if result.exception is not None:
             raise result.exception
         return cast(bytes, result.payload)  # set whenever no exception was raised
 
     async def run_batch(
-        self, payloads: Sequence[bytes], *, attempt: int = 1
+        self, payloads: Sequence[bytes], *, attempt: int = 1, refs: Sequence[PayloadRef] = ()
     ) -> list[HarnessResult]:
         """Run one batch of tasks; returns one :class:`HarnessResult` per payload, in order.
 
         Args:
             payloads: One task per payload.
             attempt: The 1-based attempt number every task of the batch sees.
+            refs: Payload references every task of the batch carries.
 
         Raises:
             RuntimeError: The harness is not entered (use ``async with``).
@@ -146,7 +160,7 @@ class WorkerHarness:
             batch.use_shared_data = True
             batch.required_shared_data_update_level = 1
         for i, payload in enumerate(payloads):
-            batch.tasks.add(id=f"task-{n}-{i}", payload=payload, attempt=attempt)
+            batch.tasks.add(id=f"task-{n}-{i}", payload=payload, attempt=attempt, refs=refs)
         raised: dict[str, Exception] = {}
         out = await self._executor.execute(
             batch,
@@ -162,6 +176,7 @@ class WorkerHarness:
                 error=t.error if t.HasField("error") else None,
                 exception=raised.get(t.id),
                 attempt=attempt,
+                refs=tuple(t.refs),
             )
             for t in out.tasks
         ]
@@ -185,6 +200,7 @@ class SyncWorkerHarness:
         threads: int = 1,
         task_timeout: float | datetime.timedelta | None = None,
         shared_data: bytes | None = None,
+        payloads: MemoryPayloads | None = None,
     ) -> None:
         self._harness = WorkerHarness(
             worker,
@@ -193,7 +209,10 @@ class SyncWorkerHarness:
             threads=threads,
             task_timeout=task_timeout,
             shared_data=shared_data,
+            payloads=payloads,
         )
+        self.payloads = self._harness.payloads
+        """The payloads tasks open and put, in memory."""
         self._runner: asyncio.Runner | None = None
 
     def __enter__(self) -> Self:
@@ -214,13 +233,17 @@ class SyncWorkerHarness:
             finally:
                 runner.close()
 
-    def run(self, payload: bytes, *, attempt: int = 1) -> bytes:
+    def run(
+        self, payload: bytes, *, attempt: int = 1, refs: Sequence[PayloadRef] = ()
+    ) -> bytes:
         """Run one task and return its result bytes (see :meth:`WorkerHarness.run`)."""
-        return self._loop().run(self._harness.run(payload, attempt=attempt))
+        return self._loop().run(self._harness.run(payload, attempt=attempt, refs=refs))
 
-    def run_batch(self, payloads: Sequence[bytes], *, attempt: int = 1) -> list[HarnessResult]:
+    def run_batch(
+        self, payloads: Sequence[bytes], *, attempt: int = 1, refs: Sequence[PayloadRef] = ()
+    ) -> list[HarnessResult]:
         """Run one batch of tasks (see :meth:`WorkerHarness.run_batch`)."""
-        return self._loop().run(self._harness.run_batch(payloads, attempt=attempt))
+        return self._loop().run(self._harness.run_batch(payloads, attempt=attempt, refs=refs))
 
     def _loop(self) -> asyncio.Runner:
         if self._runner is None:
@@ -237,4 +260,4 @@ def _seconds(value: float | datetime.timedelta | None) -> float | None:
     return seconds
 
 
-__all__ = ["HarnessResult", "SyncWorkerHarness", "WorkerHarness"]
+__all__ = ["HarnessResult", "MemoryPayloads", "SyncWorkerHarness", "WorkerHarness"]

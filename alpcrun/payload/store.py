@@ -57,8 +57,10 @@ CHUNK_BYTES = 1 << 20
 """Bytes per message when streaming to or from another node's agent."""
 
 
-def _meta_of(obj: Any, meta: Mapping[str, str] | None) -> tuple[memoryview, dict[str, str]]:
-    """The bytes to store and the metadata that brings a NumPy array back."""
+def encode_payload(
+    obj: Any, meta: Mapping[str, str] | None
+) -> tuple[memoryview, dict[str, str]]:
+    """The bytes to store (a view, no copy) and the metadata that brings a NumPy array back."""
     out = dict(meta or {})
     if isinstance(obj, np.ndarray):
         arr = np.ascontiguousarray(obj)
@@ -204,7 +206,7 @@ class PayloadStore:
         meta: Mapping[str, str] | None = None,
     ) -> list[PayloadRef]:
         """Store several objects with one catalog call to allocate; their references, in order."""
-        prepared = [_meta_of(o, meta) for o in objs]
+        prepared = [encode_payload(o, meta) for o in objs]
         specs = [
             PayloadSpec(
                 size_bytes=view.nbytes,
@@ -334,4 +336,4 @@ async def _chunks(pid: str, session_id: str, view: memoryview) -> AsyncIterator[
         offset = end
 
 
-__all__ = ["CHUNK_BYTES", "PayloadStore", "PayloadView", "StoreOptions"]
+__all__ = ["CHUNK_BYTES", "PayloadStore", "PayloadView", "StoreOptions", "encode_payload"]

@@ -388,6 +388,18 @@ class Catalog:
         """End every lease of ``holder`` (its attempt ended); deletions waiting on them finish."""
         return self._after_release(self.leases.release_holder(holder))
 
+    def release_where(self, gone: Callable[[str], bool]) -> list[Free]:
+        """End the leases of every holder that ``gone`` says is over.
+
+        The queue manager asks this of every task attempt holding leases: one that ended,
+        failed, timed out or lost its worker is over.
+        """
+        frees: list[Free] = []
+        for holder in self.leases.holders():
+            if gone(holder):
+                frees += self.release(holder)
+        return frees
+
     def release_leases(self, lease_ids: Sequence[str], holder: str) -> list[Free]:
         """End some of ``holder``'s leases (a reader closed its views early)."""
         return self._after_release(self.leases.release(list(lease_ids), holder))

@@ -74,6 +74,10 @@ class LeaseTable:
         late = [lid for lid, lease in self.leases.items() if lease.expires_at <= now]
         return [self._drop(lid) for lid in late]
 
+    def holders(self) -> list[str]:
+        """Every holder with a live lease."""
+        return list(self._by_holder)
+
     def on_payload(self, payload_id: str) -> int:
         """Live leases on any replica of ``payload_id``."""
         return len(self._by_payload.get(payload_id, ()))

@@ -265,3 +265,15 @@ def test_a_restarted_agent_loses_what_it_no_longer_holds_and_frees_what_nobody_k
     assert cat.resolve([disk], "s1")[0].readable
     assert _usage(cat, "n1", Tier.RAM) == (0, 0)
     assert {f.payload_id for f in cat.take_frees("n1")} == {stray}
+
+
+def test_leases_of_holders_that_are_over_are_released_together():
+    """The queue manager's check ends the leases of attempts that are over, and only those."""
+    cat, _ = _catalog()
+    pid = _put(cat)
+    cat.acquire([(pid, 0)], "s1", "w1/1", "n1")
+    cat.acquire([(pid, 0)], "s1", "w1/2", "n1")
+    cat.delete([pid], "s1")
+    assert cat.release_where(lambda holder: holder == "w1/1") == []
+    assert [lease.holder for lease in cat.leases.leases.values()] == ["w1/2"]
+    assert cat.release_where(lambda holder: True) == [Free("n1", Tier.RAM, pid)]

@@ -344,16 +344,41 @@ class QueueManagerSettings(_Tls, _Server):
     BIND again, at most once per heartbeat_interval."""
     buffer_size: int = Field(default=10_000, ge=1)
     """Queued batches per session before the client stream is paused (backpressure)."""
-    max_pending_bytes: int = Field(default=1 << 30, ge=1 << 20)
-    """Queued task bytes per session before the client stream is paused."""
+    max_pending_bytes: Bytes = Field(default=256 << 20, ge=1 << 20)
+    """Queued task bytes per session before its client stream is paused. Byte bounds count
+    charged bytes: the serialized size plus 128 bytes per task and 512 per batch, about what
+    the messages cost in memory (docs/fault-tolerance.md, Limits)."""
+    max_total_bytes: Bytes = Field(default=1 << 30, ge=1 << 20)
+    """Task bytes (queued, in flight, waiting for a retry) plus result bytes (not yet
+    acknowledged) of all sessions together before every client stream is paused."""
     max_buffered_results: int = Field(default=10_000, ge=1)
     """Result batches buffered per session before dispatch for it slows down."""
+    max_result_bytes: Bytes = Field(default=256 << 20, ge=1 << 20)
+    """Result bytes per session (undelivered or unacknowledged) before dispatch for it pauses."""
+    max_dead_letter_bytes: Bytes = Field(default=64 << 20, ge=1 << 16)
+    """Dead-letter bytes per session before it refuses new batches (RESOURCE_EXHAUSTED) until
+    letters are resubmitted or discarded."""
+    max_total_dead_letter_bytes: Bytes = Field(default=256 << 20, ge=1 << 16)
+    """Dead-letter bytes of all sessions together before every session refuses new batches."""
+    max_sessions: int = Field(default=10_000, ge=1)
+    """Sessions held (open, and closed within session_retention) before CreateSession fails
+    with RESOURCE_EXHAUSTED."""
+    max_sessions_per_key: int = Field(default=10_000, ge=1)
+    """Sessions held per API key (the key a CreateSession call presents) before it fails."""
+    max_registered_workers: int = Field(default=10_000, ge=1)
+    """Registered workers before a new registration fails with RESOURCE_EXHAUSTED."""
+    max_label_bytes: Bytes = Field(default=4096, ge=64)
+    """UTF-8 bytes of a session's tags, of its worker selector, and of a worker's labels (keys
+    and values) before the request is INVALID_ARGUMENT."""
     queue_type: Literal["priority", "fifo"] = "priority"
     """Default queue type of new sessions."""
     session_retention: Seconds = Field(default=300.0, ge=0)
     """How long closed or expired sessions stay visible before they are forgotten."""
     session_expiry: Seconds = Field(default=3600.0, ge=0)
     """Close a session with no client attached, no work and no activity for this long (0: never)."""
+    unused_session_expiry: Seconds = Field(default=300.0, ge=0)
+    """The same for a session that was never given a task, when shorter than session_expiry
+    (0: as session_expiry; session_expiry 0 means never for both)."""
     min_bind_time: Seconds = Field(default=1.0, ge=0)
     """A worker bound more recently than this is not reclaimed or preempted (anti-thrashing)."""
     shutdown_grace: Seconds = Field(default=10.0, ge=0)

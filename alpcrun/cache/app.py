@@ -35,6 +35,7 @@ from alpcrun.proto import (
     NODE_CACHE_SERVICE_NAME,
     AdminStub,
     ListSessionsRequest,
+    SessionInfo,
     SessionState,
     add_central_cache_servicer,
     add_node_cache_servicer,
@@ -224,12 +225,18 @@ class CentralCacheServer(_Server):
     async def drop_closed_sessions(self) -> int:
         """Delete the shared data of sessions the queue manager reports closed."""
         metadata = ((MD_API_KEY, self.api_key),) if self.api_key else ()
-        reply = await AdminStub(self._queue_manager()).ListSessions(
-            ListSessionsRequest(include_closed=True), metadata=metadata, timeout=10
-        )
+        admin = AdminStub(self._queue_manager())
+        request = ListSessionsRequest(include_closed=True)
+        infos: list[SessionInfo] = []
+        while True:  # the listing comes in pages
+            reply = await admin.ListSessions(request, metadata=metadata, timeout=10)
+            infos.extend(reply.sessions)
+            if not reply.next_page_token:
+                break
+            request.page_token = reply.next_page_token
         held = set(self.store.sessions())
         dropped = 0
-        for info in reply.sessions:
+        for info in infos:
             sid = info.session.id
             closed = info.session.state == SessionState.SESSION_STATE_CLOSED
             if closed and self.open_sessions is not None:

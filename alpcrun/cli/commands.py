@@ -29,7 +29,14 @@ from alpcrun.config import (
 )
 from alpcrun.errors import ConfigError
 from alpcrun.logs import setup_logging
-from alpcrun.proto import AdminStub, GetStatsRequest, ListSessionsRequest, ListWorkersRequest
+from alpcrun.proto import (
+    AdminStub,
+    GetStatsRequest,
+    ListSessionsRequest,
+    ListSessionsResponse,
+    ListWorkersRequest,
+    ListWorkersResponse,
+)
 from alpcrun.proto.channel import open_channel
 from alpcrun.proto.status import from_rpc_error
 from alpcrun.tls import client_tls
@@ -201,17 +208,26 @@ def status(args: argparse.Namespace) -> int:
         async with open_channel(settings.queue_manager, tls=tls) as channel:
             stub = AdminStub(channel)
             try:
-                return (
-                    await stub.GetStats(GetStatsRequest(), metadata=metadata, timeout=10),
-                    await stub.ListSessions(
-                        ListSessionsRequest(
-                            include_closed=args.all, tags=args.tag, app_id=args.app
-                        ),
-                        metadata=metadata,
-                        timeout=10,
-                    ),
-                    await stub.ListWorkers(ListWorkersRequest(), metadata=metadata, timeout=10),
+                stats = await stub.GetStats(GetStatsRequest(), metadata=metadata, timeout=10)
+                sessions = ListSessionsResponse()
+                request = ListSessionsRequest(
+                    include_closed=args.all, tags=args.tag, app_id=args.app
                 )
+                while True:  # one page at a time, until the last
+                    page = await stub.ListSessions(request, metadata=metadata, timeout=10)
+                    sessions.sessions.extend(page.sessions)
+                    if not page.next_page_token:
+                        break
+                    request.page_token = page.next_page_token
+                workers = ListWorkersResponse()
+                worker_request = ListWorkersRequest()
+                while True:
+                    wpage = await stub.ListWorkers(worker_request, metadata=metadata, timeout=10)
+                    workers.workers.extend(wpage.workers)
+                    if not wpage.next_page_token:
+                        break
+                    worker_request.page_token = wpage.next_page_token
+                return stats, sessions, workers
             except grpc.RpcError as exc:
                 raise from_rpc_error(exc) from None
 

@@ -24,6 +24,11 @@ def server_options(max_message_bytes: int = MAX_MESSAGE_BYTES) -> Options:
         ("grpc.http2.min_ping_interval_without_data_ms", 5_000),
         ("grpc.keepalive_permit_without_calls", 1),
         ("grpc.so_reuseport", 0),
+        # A fixed receive window: with BDP probing, gRPC grows each stream's window to what
+        # the link can carry (tens of MiB on loopback), and a client stream the queue manager
+        # stops reading for backpressure would still fill it, outside every byte bound. A
+        # pending read still opens the window to the whole message.
+        ("grpc.http2.bdp_probe", 0),
     ]
 
 

@@ -37,12 +37,21 @@ def _limits(settings: QueueManagerSettings) -> CoreLimits:
     return CoreLimits(
         buffer_size=settings.buffer_size,
         max_pending_bytes=settings.max_pending_bytes,
+        max_total_bytes=settings.max_total_bytes,
         max_buffered_results=settings.max_buffered_results,
+        max_result_bytes=settings.max_result_bytes,
+        max_dead_letter_bytes=settings.max_dead_letter_bytes,
+        max_total_dead_letter_bytes=settings.max_total_dead_letter_bytes,
+        max_sessions=settings.max_sessions,
+        max_sessions_per_key=settings.max_sessions_per_key,
+        max_registered_workers=settings.max_registered_workers,
+        max_label_bytes=settings.max_label_bytes,
         worker_timeout_s=settings.worker_timeout,
         heartbeat_interval_s=settings.heartbeat_interval,
         bind_stream_timeout_s=settings.bind_stream_timeout,
         session_retention_s=settings.session_retention,
         session_expiry_s=settings.session_expiry,
+        unused_session_expiry_s=settings.unused_session_expiry,
         default_fifo=settings.queue_type == "fifo",
     )
 

@@ -78,10 +78,13 @@ class Attempts:
         self._letters = letters
 
     # ------------------------------------------------------------------ results
-    def worker_results(self, worker: WorkerRecord, batch: Batch) -> SessionRecord | None:
-        """Accept one result batch: settle each task, dispatch more.
+    def worker_results(
+        self, worker: WorkerRecord, batch: Batch, nbytes: int = -1
+    ) -> SessionRecord | None:
+        """Accept one result batch (``nbytes`` serialized, -1: unknown): settle each task.
 
-        Returns the open session the batch belonged to (None if it is gone or closed).
+        Dispatches more. Returns the open session the batch belonged to (None if it is gone
+        or closed).
         """
         item = worker.inflight.pop(batch.dispatch_id, None)
         if item is None:
@@ -107,7 +110,7 @@ class Attempts:
             if record.closed:
                 self._ledger.finished(item)
             else:
-                self.settle(record, item, batch, failed)
+                self.settle(record, item, batch, failed, nbytes)
         if worker.phase is WorkerPhase.UNBINDING:
             if not worker.inflight and worker.data is not None:
                 worker.data.close()
@@ -132,12 +135,20 @@ class Attempts:
         )
 
     def settle(
-        self, record: SessionRecord, item: QueuedBatch, batch: Batch, failed: list[int]
+        self,
+        record: SessionRecord,
+        item: QueuedBatch,
+        batch: Batch,
+        failed: list[int],
+        nbytes: int = -1,
     ) -> None:
-        """Deliver successes, retry or dead-letter the ``failed`` tasks (indexes)."""
+        """Deliver successes, retry or dead-letter the ``failed`` tasks (indexes).
+
+        ``nbytes`` is the serialized size of ``batch`` (-1: unknown, measured if needed).
+        """
         tasks = batch.tasks
         if not failed:
-            self._results.push(record, item.batch.id, batch, item.ntasks, item.ntasks)
+            self._results.push(record, item.batch.id, batch, item.ntasks, item.ntasks, nbytes)
             self._ledger.finished(item)
             return
         retry: list[int] = []
@@ -165,7 +176,7 @@ class Attempts:
                 self._results.push(record, item.batch.id, out, len(final), ok)
         else:
             ok = item.ntasks - len(failed)
-            self._results.push(record, item.batch.id, batch, item.ntasks, ok)
+            self._results.push(record, item.batch.id, batch, item.ntasks, ok, nbytes)
         self._ledger.finished(item)
 
     # ------------------------------------------------------------------ failures

@@ -61,6 +61,9 @@ def session_info(record: SessionRecord, waiting: Waiting | None = None) -> Sessi
             waiting_reason=waiting.message if waiting else "",
             preemptions=st.preemptions,
             unbinding_workers=st.unbinding_workers,
+            pending_bytes=st.pending_bytes,
+            result_bytes=st.result_bytes,
+            dead_letter_bytes=st.dead_letter_bytes,
         ),
         bound_worker_ids=sorted(record.workers),
     )

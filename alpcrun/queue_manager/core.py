@@ -133,9 +133,12 @@ class QueueCore:
         return collect(self.sessions.values(), self.workers.values(), self.counters)
 
     # ------------------------------------------------------------------ sessions
-    def create_session(self, attrs: SessionAttributes) -> SessionRecord:
-        """Validate attributes and create a session with a new ULID."""
-        return self.table.create(attrs)
+    def create_session(self, attrs: SessionAttributes, api_key: str = "") -> SessionRecord:
+        """Validate attributes and create a session with a new ULID.
+
+        ``api_key`` is the key the call presented: sessions are capped per key as well.
+        """
+        return self.table.create(attrs, api_key)
 
     def adopt_session(self, record: SessionRecord) -> None:
         """Take in a session recovered from the journal (before serving)."""
@@ -171,6 +174,7 @@ class QueueCore:
                 self.registry.unbind(w, record, UnbindReason.CLOSED)
         if record.client is not None:
             record.client.close()
+        self.dispatcher.wake()  # its queued tasks no longer count against max_total_bytes
         self._on_schedule_needed()
         return record, discarded
 
@@ -224,6 +228,7 @@ class QueueCore:
         record = self.table.open(session_id)
         count, missing = self.letters.resubmit(record, task_ids, reset_attempts=reset_attempts)
         if count:
+            self.table.timers.wake(record)
             record.touch(self.clock.monotonic())
             self.dispatcher.dispatch(record)
             self._on_schedule_needed()
@@ -273,17 +278,22 @@ class QueueCore:
         if self.registry.stream_closed(worker_id, data):
             self._on_schedule_needed()
 
-    def worker_results(self, worker: WorkerRecord, batch: Batch) -> None:
-        """Accept one result batch: settle each task, dispatch more."""
-        record = self.attempts.worker_results(worker, batch)
+    def worker_results(self, worker: WorkerRecord, batch: Batch, nbytes: int = -1) -> None:
+        """Accept one result batch (``nbytes``: its serialized size, if known): settle, dispatch."""
+        record = self.attempts.worker_results(worker, batch, nbytes)
         if record is not None and not record.has_work:
             self._on_schedule_needed()
 
     # ------------------------------------------------------------------ scheduling
     def schedule(self) -> None:
-        """Run the binding policy once and carry out its decisions."""
+        """Run the binding policy once and carry out its decisions.
+
+        Only busy sessions (with work or bound workers) are planned for: the others neither
+        want nor hold workers.
+        """
         now = self.clock.monotonic()
-        self.apply_plan(self.scheduler.plan(self.sessions.values(), self.workers.values(), now))
+        sessions = self.table.busy()
+        self.apply_plan(self.scheduler.plan(sessions, self.workers.values(), now))
 
     def apply_plan(self, actions: Iterable[Action]) -> None:
         """Carry out binds and unbinds (stale ones, for gone workers or sessions, are skipped)."""
@@ -317,6 +327,7 @@ class QueueCore:
             if not record.has_work and self.table.idle_check(record, now):
                 self.counters.sessions_expired += 1
                 self.close_session(record.id, "expired")
+        self.dispatcher.wake()  # forgotten sessions took their results and letters along
         self.schedule()
 
 

@@ -4,7 +4,8 @@ Each letter keeps the *input* task (payload and refs, so it can be resubmitted) 
 ``error`` set to the last attempt's error (its reason code says why: ``error``,
 ``worker_lost``, ``timeout`` or ``non_retryable``) and ``attempt`` set to the attempts made,
 plus what is needed to rebuild a batch around it. Letters are kept in the order they died;
-task ids are unique within a session, so a task id names one letter.
+task ids are unique within a session, so a task id names one letter. The queue counts the
+charged bytes of its letters (``bytes``) for the dead-letter bounds.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from dataclasses import dataclass
 from ulid import ULID
 
 from alpcrun.proto import Batch, Task
+from alpcrun.queue_manager.limits import charged
 from alpcrun.queue_manager.queues import QueuedBatch
 
 RESUBMIT_TASKS = 100
@@ -39,15 +41,19 @@ class DeadLetterEntry:
     """Its batch read the session's shared data."""
     shared_level: int = 0
     """Its batch's required shared-data update level."""
+    nbytes: int = 0
+    """Charged bytes (set when it joins a queue)."""
 
 
 class DeadLetterQueue:
     """Dead letters of one session by task id, oldest first."""
 
-    __slots__ = ("_letters",)
+    __slots__ = ("_letters", "bytes")
 
     def __init__(self) -> None:
         self._letters: dict[str, DeadLetterEntry] = {}
+        self.bytes = 0
+        """Charged bytes of the letters held."""
 
     def __len__(self) -> int:
         return len(self._letters)
@@ -57,7 +63,11 @@ class DeadLetterQueue:
 
     def add(self, entry: DeadLetterEntry) -> None:
         """Add a letter (a task dead-lettered again replaces its earlier letter)."""
-        self._letters.pop(entry.task.id, None)
+        old = self._letters.pop(entry.task.id, None)
+        if old is not None:
+            self.bytes -= old.nbytes
+        entry.nbytes = charged(entry.task.ByteSize() + len(entry.batch_id), 1)
+        self.bytes += entry.nbytes
         self._letters[entry.task.id] = entry
 
     def get(self, task_id: str) -> DeadLetterEntry | None:
@@ -91,6 +101,7 @@ class DeadLetterQueue:
         if task_ids is None:
             taken = list(self._letters.values())
             self._letters.clear()
+            self.bytes = 0
             return taken, []
         taken, missing = [], []
         for tid in dict.fromkeys(task_ids):
@@ -98,12 +109,14 @@ class DeadLetterQueue:
             if entry is None:
                 missing.append(tid)
             else:
+                self.bytes -= entry.nbytes
                 taken.append(entry)
         return taken, missing
 
     def clear(self) -> None:
         """Drop every letter."""
         self._letters.clear()
+        self.bytes = 0
 
 
 def _chunks(entries: list[DeadLetterEntry]) -> Iterator[list[DeadLetterEntry]]:

@@ -17,6 +17,12 @@ The order of the calls for one batch of tasks, which a journal may rely on:
 
 A change is reported after the memory state reflects it, and before the client is told
 (results reach a client only once the journal has them: ``ResultBuffer.limit``).
+
+The Ledger also keeps the byte gauges the memory bounds read (``CoreCounters.task_bytes``,
+``result_bytes``, ``letter_bytes``, in charged bytes: :mod:`alpcrun.queue_manager.limits`): a
+batch's bytes count from ``batch_added`` to ``batch_removed``, a result batch's from
+``result_added`` until freed, a letter's from ``letter_added`` until removed or its session
+forgotten. A few integer additions per batch; nothing per task.
 """
 
 from __future__ import annotations
@@ -26,6 +32,7 @@ import itertools
 from alpcrun.proto import Batch
 from alpcrun.queue_manager.deadletters import DeadLetterEntry
 from alpcrun.queue_manager.journal import Journal, NullJournal
+from alpcrun.queue_manager.limits import BATCH_OVERHEAD_BYTES, TASK_OVERHEAD_BYTES, charged
 from alpcrun.queue_manager.queues import QueuedBatch
 from alpcrun.queue_manager.records import SessionRecord
 from alpcrun.queue_manager.stats import CoreCounters
@@ -70,9 +77,12 @@ class Ledger:
         """A session was created, or its attributes or state changed."""
         self._journal.session_changed(record)
 
-    def session_removed(self, session_id: str) -> None:
-        """A closed session passed its retention and is forgotten."""
-        self._journal.session_removed(session_id)
+    def session_removed(self, record: SessionRecord) -> None:
+        """A closed session passed its retention and is forgotten, with its results and letters."""
+        c = self.counters
+        c.result_bytes -= record.results.bytes
+        c.letter_bytes -= record.dead_letters.bytes
+        self._journal.session_removed(record.id)
 
     def session_adopted(self, record: SessionRecord) -> None:
         """A session recovered from the journal joins the totals."""
@@ -80,22 +90,33 @@ class Ledger:
         c.submitted += record.submitted
         c.completed += record.completed
         c.failed += record.failed
+        q = record.queue
+        c.task_bytes += charged(q.bytes, q.tasks, q.batches)
+        for _, _, item in record.delayed:
+            c.task_bytes += charged(item.nbytes, item.ntasks)
+        c.result_bytes += record.results.bytes
+        c.letter_bytes += record.dead_letters.bytes
 
     # ------------------------------------------------------------------ batches
     def accepted(self, record: SessionRecord, item: QueuedBatch) -> None:
         """A client batch was queued."""
+        c = self.counters
         record.submitted += item.ntasks
-        self.counters.submitted += item.ntasks
+        c.submitted += item.ntasks
+        c.task_bytes += item.nbytes + item.ntasks * TASK_OVERHEAD_BYTES + BATCH_OVERHEAD_BYTES
         self._journal.batch_added(record, item)
 
     def resubmitted(self, record: SessionRecord, item: QueuedBatch) -> None:
         """A batch of dead letters was queued again."""
+        self.counters.task_bytes += charged(item.nbytes, item.ntasks)
         self._journal.batch_added(record, item)
 
     def retried(self, record: SessionRecord, item: QueuedBatch) -> None:
         """The failed tasks of an attempt were queued again as their own batch ``item``."""
+        c = self.counters
         record.retried += item.ntasks
-        self.counters.retried_tasks += item.ntasks
+        c.retried_tasks += item.ntasks
+        c.task_bytes += charged(item.nbytes, item.ntasks)
         self._journal.batch_added(record, item)
 
     def requeued(self, record: SessionRecord, item: QueuedBatch) -> None:
@@ -106,28 +127,39 @@ class Ledger:
 
     def finished(self, item: QueuedBatch) -> None:
         """Every task of the batch has its final result (or its session dropped it)."""
+        self.counters.task_bytes -= (
+            item.nbytes + item.ntasks * TASK_OVERHEAD_BYTES + BATCH_OVERHEAD_BYTES
+        )
         self._journal.batch_removed(item)
 
     # ------------------------------------------------------------------ results
-    def result_added(self, record: SessionRecord, seq: int, batch: Batch, ok: int) -> None:
-        """Result batch ``seq`` holding ``ok`` successes joined the session's results."""
+    def result_added(
+        self, record: SessionRecord, seq: int, batch: Batch, ok: int, nbytes: int
+    ) -> None:
+        """Result batch ``seq`` (``nbytes`` charged) holding ``ok`` successes joined the results."""
+        c = self.counters
         record.completed += ok
-        self.counters.completed += ok
+        c.completed += ok
+        c.result_bytes += nbytes
         self._journal.result_added(record, seq, batch)
 
-    def results_freed(self, record: SessionRecord, seq: int) -> None:
-        """The client has every result batch up to ``seq``."""
+    def results_freed(self, record: SessionRecord, seq: int, nbytes: int) -> None:
+        """The client has every result batch up to ``seq``; ``nbytes`` (charged) were freed."""
+        self.counters.result_bytes -= nbytes
         self._journal.results_freed(record, seq)
 
     # ------------------------------------------------------------------ dead letters
-    def letter_added(self, record: SessionRecord, entry: DeadLetterEntry) -> None:
-        """A task was dead-lettered."""
+    def letter_added(self, record: SessionRecord, entry: DeadLetterEntry, nbytes: int) -> None:
+        """A task was dead-lettered; its session's letters grew by ``nbytes`` (charged)."""
+        c = self.counters
         record.failed += 1
-        self.counters.failed += 1
+        c.failed += 1
+        c.letter_bytes += nbytes
         self._journal.letter_added(record, entry)
 
-    def letters_removed(self, record: SessionRecord, task_ids: list[str]) -> None:
-        """Dead letters were resubmitted or discarded."""
+    def letters_removed(self, record: SessionRecord, task_ids: list[str], nbytes: int) -> None:
+        """Dead letters (``nbytes`` charged) were resubmitted or discarded."""
+        self.counters.letter_bytes -= nbytes
         self._journal.letters_removed(record, task_ids)
 
     def letters_resubmitted(self, record: SessionRecord, count: int) -> None:

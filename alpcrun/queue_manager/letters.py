@@ -44,8 +44,10 @@ class DeadLetterOffice:
             b.use_shared_data,
             b.required_shared_data_update_level,
         )
-        record.dead_letters.add(entry)
-        self._ledger.letter_added(record, entry)
+        letters = record.dead_letters
+        held = letters.bytes
+        letters.add(entry)
+        self._ledger.letter_added(record, entry, letters.bytes - held)
 
     def resubmit(
         self, record: SessionRecord, task_ids: list[str] | None, *, reset_attempts: bool
@@ -56,7 +58,9 @@ class DeadLetterOffice:
         attempt. Returns how many were queued and the named ids that were not letters; the
         caller dispatches.
         """
-        taken, missing = record.dead_letters.take(task_ids)
+        letters = record.dead_letters
+        held = letters.bytes
+        taken, missing = letters.take(task_ids)
         if not taken:
             return 0, missing
         cap = record.config.max_attempts - 1
@@ -66,14 +70,16 @@ class DeadLetterOffice:
             record.queue.push(item)
             self._ledger.resubmitted(record, item)
         self._ledger.letters_resubmitted(record, len(taken))
-        self._ledger.letters_removed(record, [e.task.id for e in taken])
+        self._ledger.letters_removed(record, [e.task.id for e in taken], held - letters.bytes)
         return len(taken), missing
 
     def discard(self, record: SessionRecord, task_ids: list[str] | None) -> tuple[int, list[str]]:
         """Drop dead letters for good (all when ``task_ids`` is None)."""
-        taken, missing = record.dead_letters.take(task_ids)
+        letters = record.dead_letters
+        held = letters.bytes
+        taken, missing = letters.take(task_ids)
         if taken:
-            self._ledger.letters_removed(record, [e.task.id for e in taken])
+            self._ledger.letters_removed(record, [e.task.id for e in taken], held - letters.bytes)
         return len(taken), missing
 
 

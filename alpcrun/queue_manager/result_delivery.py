@@ -33,14 +33,27 @@ class ResultDelivery:
         self._ledger = ledger
         self._dispatcher = dispatcher
 
-    def push(self, record: SessionRecord, batch_id: str, out: Batch, finals: int, ok: int) -> None:
-        """Queue ``out``, holding ``finals`` final results (``ok`` successes), for the client."""
+    def push(
+        self,
+        record: SessionRecord,
+        batch_id: str,
+        out: Batch,
+        finals: int,
+        ok: int,
+        nbytes: int = -1,
+    ) -> None:
+        """Queue ``out``, holding ``finals`` final results (``ok`` successes), for the client.
+
+        ``nbytes`` is its serialized size when the caller has it (-1: measure it).
+        """
         out.id = batch_id
         out.session_id = record.id
         out.dispatch_id = 0
         record.known[batch_id] = record.known.get(batch_id, finals) - finals
-        seq = record.results.push(out)
-        self._ledger.result_added(record, seq, out, ok)
+        results = record.results
+        held = results.bytes
+        seq = results.push(out, nbytes)
+        self._ledger.result_added(record, seq, out, ok, results.bytes - held)
         record.last_activity = self._clock.monotonic()
         if record.client is not None:
             record.client.results_ready()
@@ -50,12 +63,16 @@ class ResultDelivery:
         results = record.results
         full = self._dispatcher.results_full(record)
         head = results.peek()
+        held = results.bytes
         if not results.written(seq, keep=keep):
             return
-        if not keep and head is not None:
-            self._freed(record, seq, [head[1]])
-        if full and not keep:
+        if keep:
+            return
+        if head is not None:
+            self._freed(record, seq, [head[1]], held - results.bytes)
+        if full:
             self._dispatcher.dispatch(record)
+        self._dispatcher.wake()
 
     def ack(self, record: SessionRecord, seq: int) -> None:
         """The client confirmed every result batch up to ``seq``."""
@@ -63,19 +80,22 @@ class ResultDelivery:
             raise InvalidArgument(
                 f"acknowledges {seq}, but only {record.results.seq} were sent", field="ack.seq"
             )
+        results = record.results
         full = self._dispatcher.results_full(record)
-        freed = record.results.ack(seq)
+        held = results.bytes
+        freed = results.ack(seq)
         if freed:
-            self._freed(record, seq, freed)
+            self._freed(record, seq, freed, held - results.bytes)
             if full:
                 self._dispatcher.dispatch(record)
+            self._dispatcher.wake()
 
-    def _freed(self, record: SessionRecord, seq: int, batches: list[Batch]) -> None:
+    def _freed(self, record: SessionRecord, seq: int, batches: list[Batch], nbytes: int) -> None:
         known = record.known
         for batch in batches:
             if known.get(batch.id, 1) <= 0:
                 del known[batch.id]
-        self._ledger.results_freed(record, seq)
+        self._ledger.results_freed(record, seq, nbytes)
 
 
 __all__ = ["ResultDelivery"]

@@ -8,6 +8,9 @@ gets every result it had not confirmed. A stream without acks frees each batch o
 
 With a journal, ``limit`` holds back batches not yet written to it: a client never sees a
 result that a crash could take back (and number again).
+
+``bytes`` counts the charged bytes (:func:`~alpcrun.queue_manager.limits.charged`) of every
+batch held, for the session's ``max_result_bytes`` and the queue manager's total.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from __future__ import annotations
 from collections import deque
 
 from alpcrun.proto import Batch
+from alpcrun.queue_manager.limits import charged
 
 UNLIMITED = 1 << 62
 """``ResultBuffer.limit`` when nothing holds results back."""
@@ -23,21 +27,33 @@ UNLIMITED = 1 << 62
 class ResultBuffer:
     """Undelivered and unacknowledged result batches of one session, in sequence order."""
 
-    __slots__ = ("_pending", "_unacked", "limit", "seq")
+    __slots__ = ("_pending", "_sizes", "_unacked", "bytes", "limit", "seq")
 
     def __init__(self) -> None:
         self._pending: deque[tuple[int, Batch]] = deque()
         self._unacked: deque[tuple[int, Batch]] = deque()
+        self._sizes: dict[int, int] = {}
         self.seq = 0
         """Number of the last batch pushed."""
         self.limit = UNLIMITED
         """Highest number that may be written to a client (the journal's durable point)."""
+        self.bytes = 0
+        """Charged bytes of the batches held (undelivered plus unacknowledged)."""
 
-    def push(self, batch: Batch) -> int:
-        """Add a result batch; return its sequence number."""
+    def push(self, batch: Batch, nbytes: int = -1) -> int:
+        """Add a result batch of ``nbytes`` serialized bytes (-1: measure); return its number."""
         self.seq += 1
         self._pending.append((self.seq, batch))
+        self._hold(self.seq, batch, nbytes)
         return self.seq
+
+    def _hold(self, seq: int, batch: Batch, nbytes: int) -> None:
+        size = charged(batch.ByteSize() if nbytes < 0 else nbytes, len(batch.tasks))
+        self._sizes[seq] = size
+        self.bytes += size
+
+    def _free(self, seq: int) -> None:
+        self.bytes -= self._sizes.pop(seq, 0)
 
     @property
     def undelivered(self) -> int:
@@ -62,6 +78,7 @@ class ResultBuffer:
     def restore(self, seq: int, batch: Batch) -> None:
         """Put back a journaled, unacknowledged batch (recovery; in increasing ``seq``)."""
         self._pending.append((seq, batch))
+        self._hold(seq, batch, -1)
         self.seq = max(self.seq, seq)
 
     def written(self, seq: int, *, keep: bool) -> bool:
@@ -74,13 +91,17 @@ class ResultBuffer:
         item = self._pending.popleft()
         if keep:
             self._unacked.append(item)
+        else:
+            self._free(seq)
         return True
 
     def ack(self, seq: int) -> list[Batch]:
         """Free every written batch numbered ``seq`` or lower; return the freed batches."""
         freed = []
         while self._unacked and self._unacked[0][0] <= seq:
-            freed.append(self._unacked.popleft()[1])
+            number, batch = self._unacked.popleft()
+            self._free(number)
+            freed.append(batch)
         return freed
 
     def rewind(self) -> int:
@@ -94,3 +115,5 @@ class ResultBuffer:
         """Drop everything (the session is gone)."""
         self._pending.clear()
         self._unacked.clear()
+        self._sizes.clear()
+        self.bytes = 0

@@ -17,6 +17,7 @@ from alpcrun.constants import (
     MAX_MESSAGE_BYTES,
     MAX_NAME_LENGTH,
     MD_ACKS,
+    MD_API_KEY,
     MD_SESSION_ID,
     MD_WORKER_ID,
 )
@@ -159,7 +160,9 @@ class QueueService(QueueServicer):
         """Create a session."""
         try:
             self._check_open()
-            record = self.core.create_session(request.attributes)
+            record = self.core.create_session(
+                request.attributes, _metadata_value(context, MD_API_KEY) or ""
+            )
         except AlpcrunError as exc:
             await abort_with(context, exc)
         await self._sync()
@@ -298,13 +301,13 @@ class QueueService(QueueServicer):
             if first is None or not first.HasField("register"):
                 raise InvalidArgument("the first message must be a registration", field="register")
             _check_registration(first.register)
+            outlet: QueueOutlet[WorkerInstruction] = QueueOutlet()
+            worker = self.core.register_worker(first.register, outlet)
         except AlpcrunError as exc:
             await abort_with(context, exc)
         except DecodeError as exc:
             await abort_with(context, _malformed(exc))
-        outlet: QueueOutlet[WorkerInstruction] = QueueOutlet()
         failure = _Failure()
-        worker = self.core.register_worker(first.register, outlet)
         reader = asyncio.create_task(self._read_status(worker, request_iterator, outlet, failure))
         try:
             await context.send_initial_metadata(((MD_WORKER_ID, worker.id),))
@@ -372,8 +375,8 @@ class QueueService(QueueServicer):
     ) -> None:
         try:
             async for batch in requests:
-                _check_forwardable(batch, self.max_message_bytes, "result batch")
-                self.core.worker_results(worker, batch)
+                size = _check_forwardable(batch, self.max_message_bytes, "result batch")
+                self.core.worker_results(worker, batch, size)
         except AlpcrunError as exc:
             failure.error = exc
         except DecodeError as exc:

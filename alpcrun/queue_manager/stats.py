@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
+from alpcrun.queue_manager.limits import charged
 from alpcrun.queue_manager.records import SessionRecord, WorkerPhase, WorkerRecord
 
 
@@ -38,6 +39,13 @@ class CoreCounters:
     """Late results of attempts already given up on, dropped."""
     duplicate_batches: int = 0
     """Client batches received again under a known id, ignored."""
+    task_bytes: int = 0
+    """Charged bytes of the tasks held now: queued, in flight or waiting for a retry (a gauge:
+    added when a batch is accepted, taken off when its last task has its final result)."""
+    result_bytes: int = 0
+    """Charged bytes of the result batches held now, undelivered or unacknowledged (a gauge)."""
+    letter_bytes: int = 0
+    """Charged bytes of the dead letters held now (a gauge)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,6 +75,9 @@ class SessionStatistics:
     duplicate_results: int
     duplicate_batches: int
     delayed_tasks: int
+    pending_bytes: int
+    result_bytes: int
+    dead_letter_bytes: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,6 +103,9 @@ class CoreStatistics:
     duplicate_results: int
     duplicate_batches: int
     dead_letters: int
+    task_bytes: int
+    result_bytes: int
+    dead_letter_bytes: int
 
 
 def session_statistics(s: SessionRecord) -> SessionStatistics:
@@ -120,6 +134,9 @@ def session_statistics(s: SessionRecord) -> SessionStatistics:
         duplicate_results=s.duplicate_results,
         duplicate_batches=s.duplicate_batches,
         delayed_tasks=s.delayed_tasks,
+        pending_bytes=charged(s.queue.bytes, s.queue.tasks, s.queue.batches),
+        result_bytes=s.results.bytes,
+        dead_letter_bytes=s.dead_letters.bytes,
     )
 
 
@@ -149,4 +166,7 @@ def collect(
         duplicate_results=core.duplicate_results,
         duplicate_batches=core.duplicate_batches,
         dead_letters=sum(s.dead_letters for s in sessions),
+        task_bytes=core.task_bytes,
+        result_bytes=core.result_bytes,
+        dead_letter_bytes=core.letter_bytes,
     )

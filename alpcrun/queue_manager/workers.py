@@ -20,11 +20,12 @@ from ulid import ULID
 
 from alpcrun._clock import Clock
 from alpcrun.constants import MAX_ID_LENGTH
-from alpcrun.errors import WorkerNotFound
+from alpcrun.errors import ResourceExhausted, WorkerNotFound
 from alpcrun.proto import WorkerInstruction, WorkerRegistration
 from alpcrun.queue_manager.attempts import Attempts
 from alpcrun.queue_manager.limits import CoreLimits
 from alpcrun.queue_manager.outlets import WorkerControl, WorkerData
+from alpcrun.queue_manager.quotas import check_labels
 from alpcrun.queue_manager.records import SessionRecord, WorkerPhase, WorkerRecord
 from alpcrun.queue_manager.scheduler import UnbindReason
 from alpcrun.queue_manager.stats import CoreCounters
@@ -64,7 +65,18 @@ class WorkerRegistry:
         """Registered workers by id."""
 
     def register(self, reg: WorkerRegistration, control: WorkerControl) -> WorkerRecord:
-        """Register a worker and send it REGISTERED with its id."""
+        """Register a worker and send it REGISTERED with its id.
+
+        Raises:
+            InvalidArgument: Its labels hold more than ``max_label_bytes``.
+            ResourceExhausted: ``max_registered_workers`` are registered already.
+        """
+        limits = self._limits
+        check_labels(dict(reg.labels), limits.max_label_bytes, "register.labels")
+        if len(self.workers) >= limits.max_registered_workers:
+            raise ResourceExhausted(
+                f"max_registered_workers reached: {len(self.workers)} workers are registered"
+            )
         wid = str(ULID())
         worker = WorkerRecord(
             id=wid,

@@ -46,3 +46,12 @@ class SharedEchoWorker(Worker):
 
     async def handle(self, task: TaskContext) -> bytes:
         return task.shared_data() + task.payload
+
+
+class ThrottledEchoWorker(Worker):
+    """Returns the payload after 5 ms per task, one task at a time (a synchronous handler on
+    one thread): a worker slower than its clients, so work piles up in the queue manager."""
+
+    def handle(self, task: TaskContext) -> bytes:
+        time.sleep(0.005)
+        return task.payload

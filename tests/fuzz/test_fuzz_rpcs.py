@@ -374,10 +374,8 @@ async def test_hostile_results_on_a_bound_worker_stream(
 async def test_server_still_serves_and_nothing_leaked(fuzz: Fuzz) -> None:
     """After the fuzzing: a round trip works, only closed sessions remain, nothing logged."""
     await fuzz.grid.healthy()
-    listing = await fuzz.grid.admin.ListSessions(
-        proto.ListSessionsRequest(include_closed=True), metadata=MD
-    )
-    states = {s.session.id: s.session.state for s in listing.sessions}
+    listed = await fuzz.grid.sessions(include_closed=True)
+    states = {s.session.id: s.session.state for s in listed}
     assert fuzz.created <= states.keys()
     assert {states[sid] for sid in fuzz.created} <= {proto.SessionState.SESSION_STATE_CLOSED}
     assert not fuzz.log.records, fuzz.log.describe()

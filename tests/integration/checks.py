@@ -88,12 +88,22 @@ class Grid:
         self.open.discard(session_id)
         return response.discarded_tasks
 
+    async def sessions(self, *, include_closed: bool = False) -> list[proto.SessionInfo]:
+        """Every session's admin view, page after page."""
+        request = proto.ListSessionsRequest(include_closed=include_closed)
+        out: list[proto.SessionInfo] = []
+        while True:
+            page = await self.admin.ListSessions(request, metadata=self.md)
+            out.extend(page.sessions)
+            if not page.next_page_token:
+                return out
+            request.page_token = page.next_page_token
+
     async def info(self, session_id: str) -> proto.SessionInfo:
         """A session's admin view (closed ones included)."""
-        listing = await self.admin.ListSessions(
-            proto.ListSessionsRequest(include_closed=True), metadata=self.md
+        (found,) = (
+            s for s in await self.sessions(include_closed=True) if s.session.id == session_id
         )
-        (found,) = (s for s in listing.sessions if s.session.id == session_id)
         return found
 
     async def stats(self) -> proto.Stats:
@@ -110,9 +120,9 @@ class Grid:
 
         async def check() -> None:
             assert await self.workers() == []
-            listing = await self.admin.ListSessions(proto.ListSessionsRequest(), metadata=self.md)
-            assert {s.session.id for s in listing.sessions} == self.open
-            for info in listing.sessions:
+            listed = await self.sessions()
+            assert {s.session.id for s in listed} == self.open
+            for info in listed:
                 assert not info.stats.client_attached, info
                 assert info.stats.inflight_batches == 0, info
                 assert info.stats.inflight_tasks == 0, info
@@ -120,7 +130,7 @@ class Grid:
             stats = await self.stats()
             assert stats.workers == stats.bound_workers == stats.idle_workers == 0, stats
             assert stats.sessions == len(self.open), stats
-            assert stats.pending_tasks == sum(s.stats.pending_tasks for s in listing.sessions)
+            assert stats.pending_tasks == sum(s.stats.pending_tasks for s in listed)
 
         await eventually(check)
 

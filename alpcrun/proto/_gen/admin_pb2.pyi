@@ -246,6 +246,9 @@ class SessionStats(_message.Message):
     DUPLICATE_RESULTS_FIELD_NUMBER: _builtins.int
     DUPLICATE_BATCHES_FIELD_NUMBER: _builtins.int
     DELAYED_TASKS_FIELD_NUMBER: _builtins.int
+    PENDING_BYTES_FIELD_NUMBER: _builtins.int
+    RESULT_BYTES_FIELD_NUMBER: _builtins.int
+    DEAD_LETTER_BYTES_FIELD_NUMBER: _builtins.int
     pending_tasks: _builtins.int
     pending_batches: _builtins.int
     inflight_batches: _builtins.int
@@ -276,6 +279,12 @@ class SessionStats(_message.Message):
     """Client batches received again (same batch id) and ignored."""
     delayed_tasks: _builtins.int
     """Tasks waiting for a Retry(after=...) delay to pass."""
+    pending_bytes: _builtins.int
+    """Bytes held for the session (charged: serialized size plus a per-task and per-batch
+    overhead), against max_pending_bytes, max_result_bytes and max_dead_letter_bytes.
+    """
+    result_bytes: _builtins.int
+    dead_letter_bytes: _builtins.int
     def __init__(
         self,
         *,
@@ -299,10 +308,13 @@ class SessionStats(_message.Message):
         duplicate_results: _builtins.int = ...,
         duplicate_batches: _builtins.int = ...,
         delayed_tasks: _builtins.int = ...,
+        pending_bytes: _builtins.int = ...,
+        result_bytes: _builtins.int = ...,
+        dead_letter_bytes: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["bound_workers", b"bound_workers", "buffered_results", b"buffered_results", "client_attached", b"client_attached", "completed_tasks", b"completed_tasks", "dead_letters", b"dead_letters", "delayed_tasks", b"delayed_tasks", "duplicate_batches", b"duplicate_batches", "duplicate_results", b"duplicate_results", "failed_tasks", b"failed_tasks", "inflight_batches", b"inflight_batches", "inflight_tasks", b"inflight_tasks", "pending_batches", b"pending_batches", "pending_tasks", b"pending_tasks", "preemptions", b"preemptions", "retried_tasks", b"retried_tasks", "submitted_tasks", b"submitted_tasks", "unbinding_workers", b"unbinding_workers", "waiting_code", b"waiting_code", "waiting_reason", b"waiting_reason", "wanted_workers", b"wanted_workers"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["bound_workers", b"bound_workers", "buffered_results", b"buffered_results", "client_attached", b"client_attached", "completed_tasks", b"completed_tasks", "dead_letter_bytes", b"dead_letter_bytes", "dead_letters", b"dead_letters", "delayed_tasks", b"delayed_tasks", "duplicate_batches", b"duplicate_batches", "duplicate_results", b"duplicate_results", "failed_tasks", b"failed_tasks", "inflight_batches", b"inflight_batches", "inflight_tasks", b"inflight_tasks", "pending_batches", b"pending_batches", "pending_bytes", b"pending_bytes", "pending_tasks", b"pending_tasks", "preemptions", b"preemptions", "result_bytes", b"result_bytes", "retried_tasks", b"retried_tasks", "submitted_tasks", b"submitted_tasks", "unbinding_workers", b"unbinding_workers", "waiting_code", b"waiting_code", "waiting_reason", b"waiting_reason", "wanted_workers", b"wanted_workers"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -343,10 +355,19 @@ class ListSessionsRequest(_message.Message):
     INCLUDE_CLOSED_FIELD_NUMBER: _builtins.int
     TAGS_FIELD_NUMBER: _builtins.int
     APP_ID_FIELD_NUMBER: _builtins.int
+    PAGE_SIZE_FIELD_NUMBER: _builtins.int
+    PAGE_TOKEN_FIELD_NUMBER: _builtins.int
     include_closed: _builtins.bool
     """Include closed sessions still retained."""
     app_id: _builtins.str
     """Only sessions of this application."""
+    page_size: _builtins.int
+    """Most sessions in this page: 0 means the default, 500; at most 5000. A page also ends
+    before it would pass 4 MiB (or half the server's message limit), and after 50,000
+    sessions were looked at for the filters, so a page may hold fewer and still have a next.
+    """
+    page_token: _builtins.str
+    """The next_page_token of the previous page; empty for the first page."""
     @_builtins.property
     def tags(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """Only sessions carrying every one of these tags."""
@@ -357,10 +378,12 @@ class ListSessionsRequest(_message.Message):
         include_closed: _builtins.bool = ...,
         tags: _abc.Iterable[_builtins.str] | None = ...,
         app_id: _builtins.str = ...,
+        page_size: _builtins.int = ...,
+        page_token: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["app_id", b"app_id", "include_closed", b"include_closed", "tags", b"tags"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["app_id", b"app_id", "include_closed", b"include_closed", "page_size", b"page_size", "page_token", b"page_token", "tags", b"tags"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -371,16 +394,20 @@ class ListSessionsResponse(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     SESSIONS_FIELD_NUMBER: _builtins.int
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    next_page_token: _builtins.str
+    """Pass as page_token to get the next page; empty on the last page."""
     @_builtins.property
     def sessions(self) -> _containers.RepeatedCompositeFieldContainer[Global___SessionInfo]: ...
     def __init__(
         self,
         *,
         sessions: _abc.Iterable[Global___SessionInfo] | None = ...,
+        next_page_token: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["sessions", b"sessions"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["next_page_token", b"next_page_token", "sessions", b"sessions"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -459,12 +486,23 @@ Global___WorkerInfo: _TypeAlias = WorkerInfo  # noqa: Y015
 class ListWorkersRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
+    PAGE_SIZE_FIELD_NUMBER: _builtins.int
+    PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    page_size: _builtins.int
+    """Most workers in this page: 0 means the default, 500; at most 5000. A page also ends
+    before it would pass 4 MiB (or half the server's message limit).
+    """
+    page_token: _builtins.str
+    """The next_page_token of the previous page; empty for the first page."""
     def __init__(
         self,
+        *,
+        page_size: _builtins.int = ...,
+        page_token: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["page_size", b"page_size", "page_token", b"page_token"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -475,16 +513,20 @@ class ListWorkersResponse(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     WORKERS_FIELD_NUMBER: _builtins.int
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    next_page_token: _builtins.str
+    """Pass as page_token to get the next page; empty on the last page."""
     @_builtins.property
     def workers(self) -> _containers.RepeatedCompositeFieldContainer[Global___WorkerInfo]: ...
     def __init__(
         self,
         *,
         workers: _abc.Iterable[Global___WorkerInfo] | None = ...,
+        next_page_token: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["workers", b"workers"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["next_page_token", b"next_page_token", "workers", b"workers"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -529,6 +571,9 @@ class Stats(_message.Message):
     DUPLICATE_BATCHES_FIELD_NUMBER: _builtins.int
     DEAD_LETTERS_FIELD_NUMBER: _builtins.int
     JOURNAL_FIELD_NUMBER: _builtins.int
+    TASK_BYTES_FIELD_NUMBER: _builtins.int
+    RESULT_BYTES_FIELD_NUMBER: _builtins.int
+    DEAD_LETTER_BYTES_FIELD_NUMBER: _builtins.int
     sessions: _builtins.int
     workers: _builtins.int
     idle_workers: _builtins.int
@@ -550,6 +595,12 @@ class Stats(_message.Message):
     dead_letters: _builtins.int
     journal: _builtins.bool
     """Whether the queue manager journals its state (survives a crash)."""
+    task_bytes: _builtins.int
+    """Bytes held now (charged), against max_total_bytes (tasks plus results) and
+    max_total_dead_letter_bytes.
+    """
+    result_bytes: _builtins.int
+    dead_letter_bytes: _builtins.int
     def __init__(
         self,
         *,
@@ -573,10 +624,13 @@ class Stats(_message.Message):
         duplicate_batches: _builtins.int = ...,
         dead_letters: _builtins.int = ...,
         journal: _builtins.bool = ...,
+        task_bytes: _builtins.int = ...,
+        result_bytes: _builtins.int = ...,
+        dead_letter_bytes: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["binds", b"binds", "bound_workers", b"bound_workers", "completed_tasks", b"completed_tasks", "dead_letters", b"dead_letters", "duplicate_batches", b"duplicate_batches", "duplicate_results", b"duplicate_results", "failed_tasks", b"failed_tasks", "idle_workers", b"idle_workers", "journal", b"journal", "pending_tasks", b"pending_tasks", "preemptions", b"preemptions", "retried_tasks", b"retried_tasks", "sessions", b"sessions", "submitted_tasks", b"submitted_tasks", "timed_out_attempts", b"timed_out_attempts", "unbinds", b"unbinds", "uptime_seconds", b"uptime_seconds", "version", b"version", "workers", b"workers", "workers_lost", b"workers_lost"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["binds", b"binds", "bound_workers", b"bound_workers", "completed_tasks", b"completed_tasks", "dead_letter_bytes", b"dead_letter_bytes", "dead_letters", b"dead_letters", "duplicate_batches", b"duplicate_batches", "duplicate_results", b"duplicate_results", "failed_tasks", b"failed_tasks", "idle_workers", b"idle_workers", "journal", b"journal", "pending_tasks", b"pending_tasks", "preemptions", b"preemptions", "result_bytes", b"result_bytes", "retried_tasks", b"retried_tasks", "sessions", b"sessions", "submitted_tasks", b"submitted_tasks", "task_bytes", b"task_bytes", "timed_out_attempts", b"timed_out_attempts", "unbinds", b"unbinds", "uptime_seconds", b"uptime_seconds", "version", b"version", "workers", b"workers", "workers_lost", b"workers_lost"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

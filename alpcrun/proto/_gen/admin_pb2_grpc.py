@@ -75,13 +75,15 @@ class AdminServicer:
     """Missing associated documentation comment in .proto file."""
 
     def ListSessions(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """Sessions in id order (creation order), one page at a time: follow next_page_token.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def ListWorkers(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """Registered workers in id order (registration order), one page at a time.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')

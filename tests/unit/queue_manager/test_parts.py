@@ -123,6 +123,7 @@ def test_session_table_forgets_closed_sessions_after_retention_only():
     """The sweep keeps a closed session for its retention and returns only open ones."""
     p = Parts(session_retention_s=10)
     a, b = p.session(), p.session()
+    p.table.accept(b, _batch("b1"), -1)  # work makes it busy: every sweep returns it
     p.table.close(a, "closed")
     assert p.table.sweep(p.clock.monotonic()) == [b]
     assert a.id in p.table.sessions

@@ -7,6 +7,7 @@ import asyncio
 import json
 import signal
 import sys
+import unicodedata
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -249,37 +250,75 @@ def status(args: argparse.Namespace) -> int:
     return 0
 
 
+_UNSAFE_CATEGORIES = frozenset({"Cc", "Cf", "Zl", "Zp"})
+"""Characters a terminal must not receive raw from the grid: controls (ESC, NUL, ...), format
+characters (bidi overrides such as U+202E, zero-width ones) and line/paragraph separators."""
+
+
+def shown(text: str) -> str:
+    r"""``text`` safe for a terminal: control, format and separator characters escaped.
+
+    ESC becomes ``\x1b``, RLO ``\u202e``; when anything is escaped, so is a backslash, so
+    the output cannot be mistaken for the name it escapes. Printable text comes back as it is.
+    """
+    if text.isprintable():  # C-speed common case (also False for spaces such as U+00A0)
+        return text
+    out = []
+    for char in text:
+        if char == "\\":
+            out.append("\\\\")
+        elif unicodedata.category(char) in _UNSAFE_CATEGORIES:
+            code = ord(char)
+            if code < 0x100:
+                out.append(f"\\x{code:02x}")
+            else:
+                out.append(f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}")
+        else:
+            out.append(char)
+    return "".join(out)
+
+
+def _labels(items: Any) -> str:
+    return ",".join(f"{k}={v}" for k, v in sorted(items)) or "-"
+
+
 def _print_status(address: str, stats: Any, sessions: Any, workers: Any) -> None:
+    """The human report of ``alpcrun status``: every name from the grid goes through shown."""
     print(
-        f"alpcrun {stats.version} at {address}: up {stats.uptime_seconds:.0f}s, "
+        f"alpcrun {shown(stats.version)} at {address}: up {stats.uptime_seconds:.0f}s, "
         f"{stats.workers} workers ({stats.idle_workers} idle), {stats.pending_tasks} tasks queued, "
         f"{stats.completed_tasks} completed, {stats.failed_tasks} failed, "
         f"{stats.preemptions} preemptions"
     )
     print(
         f"\n{'SESSION':28} {'APP':14} {'PRIO':>4} {'QUEUED':>8} {'INFLIGHT':>8} {'DONE':>9} "
-        f"{'FAILED':>7} {'WORKERS':>7} {'WANTED':>6} {'PREEMPTED':>9}"
+        f"{'FAILED':>7} {'WORKERS':>7} {'WANTED':>6} {'PREEMPTED':>9} TAGS"
     )
     waiting = []
     for info in sessions.sessions:
         s, st = info.session, info.stats
+        sid = shown(s.id)
         print(
-            f"{s.id:28} {s.attributes.app_id[:14]:14} {s.attributes.priority:>4} "
+            f"{sid:28} {shown(s.attributes.app_id)[:14]:14} {s.attributes.priority:>4} "
             f"{st.pending_tasks:>8} "
             f"{st.inflight_tasks:>8} {st.completed_tasks:>9} {st.failed_tasks:>7} "
-            f"{st.bound_workers:>7} {st.wanted_workers:>6} {st.preemptions:>9}"
+            f"{st.bound_workers:>7} {st.wanted_workers:>6} {st.preemptions:>9} "
+            f"{shown(','.join(s.attributes.tags)) or '-'}"
         )
         if st.waiting_code:
-            waiting.append(f"{s.id:28} {st.waiting_code:18} {st.waiting_reason}")
+            waiting.append(f"{sid:28} {shown(st.waiting_code):18} {shown(st.waiting_reason)}")
     if waiting:
         print(f"\n{'WAITING SESSION':28} {'WHY':18} DETAIL")
         print("\n".join(waiting))
-    print(f"\n{'WORKER':28} {'NODE':16} {'POD':16} {'STATE':8} {'SESSION':28} {'INFLIGHT':>8}")
+    print(
+        f"\n{'WORKER':28} {'NODE':16} {'POD':16} {'STATE':8} {'SESSION':28} {'INFLIGHT':>8} LABELS"
+    )
     for w in workers.workers:
         state = {1: "idle", 2: "bound", 3: "draining"}.get(w.state, "?")
         print(
-            f"{w.id:28} {w.node[:16]:16} {w.pod[:16]:16} {state:8} {w.session_id or '-':28} "
-            f"{w.inflight_batches:>8}"
+            f"{shown(w.id):28} {shown(w.node)[:16]:16} {shown(w.pod)[:16]:16} {state:8} "
+            f"{shown(w.session_id) or '-':28} {w.inflight_batches:>8} "
+            f"{shown(_labels(w.labels.items()))}"
         )
 
 

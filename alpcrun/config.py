@@ -391,6 +391,12 @@ class QueueManagerSettings(_Tls, _Server):
     journal_sync: Literal["normal", "full"] = "normal"
     """SQLite synchronous mode: normal survives a crash of the process; full also survives
     the loss of the machine's power, at a cost in throughput."""
+    journal_salvage: bool = False
+    """Start on a damaged journal with what can still be read, instead of refusing to start:
+    the damaged files are moved aside and every loss is logged (docs/fault-tolerance.md)."""
+    journal_max_transaction_bytes: Bytes = Field(default=1 << 20, ge=64 << 10, le=1 << 30)
+    """Changes written to the journal in one transaction, about (a single larger batch is
+    written alone): a backlog, after the disk was full, is written in pieces this size."""
 
     @model_validator(mode="after")
     def _heartbeats_fit_in_timeout(self) -> QueueManagerSettings:

@@ -88,6 +88,7 @@ def queue_manager(args: argparse.Namespace) -> int:
         scheduler_interval=args.scheduler_interval,
         worker_timeout=args.worker_timeout,
         journal=args.journal,
+        journal_salvage=args.journal_salvage,
         shutdown_grace=args.shutdown_grace,
         cpu_affinity=args.cpu_affinity,
         **tls_flags.overrides(args),

@@ -79,7 +79,15 @@ def build_parser() -> argparse.ArgumentParser:
         "--journal",
         metavar="FILE",
         help="SQLite journal: state survives a crash and is recovered on start "
-        "(or ALPCRUNCH_QM_JOURNAL; default: memory only)",
+        "(or ALPCRUNCH_QM_JOURNAL; default: memory only); locked while in use, and a damaged "
+        "one is refused",
+    )
+    qm.add_argument(
+        "--journal-salvage",
+        action="store_true",
+        default=None,
+        help="start on a damaged journal with what can still be read: the damaged files are "
+        "kept aside and every loss is logged (or ALPCRUNCH_QM_JOURNAL_SALVAGE=true)",
     )
     qm.add_argument("--shutdown-grace", help="on SIGTERM, time in-flight work may take, e.g. 10s")
     add_cpu_affinity_flag(qm)

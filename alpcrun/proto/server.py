@@ -266,8 +266,13 @@ class GrpcServer:
         return cls(server, service_names, health, port, metrics)
 
     async def set_not_serving(self) -> None:
-        """Tell health checks every service is NOT_SERVING (shutting down)."""
+        """Tell health checks every service is NOT_SERVING (shutting down, or cannot work)."""
         await set_not_serving(self._health, self._names)
+
+    async def set_serving(self) -> None:
+        """Tell health checks every service is SERVING again."""
+        for name in ("", *self._names):
+            await self._health.set(name, health_pb2.HealthCheckResponse.SERVING)
 
     async def stop(self, grace: float) -> None:
         """Stop serving (in-flight calls get ``grace`` seconds) and the metrics endpoint."""

@@ -16,7 +16,7 @@ import grpc.aio
 
 from alpcrun import __version__
 from alpcrun.constants import MAX_ID_LENGTH, MAX_MESSAGE_BYTES
-from alpcrun.errors import AlpcrunError, InvalidArgument, NotFound
+from alpcrun.errors import AlpcrunError, InvalidArgument, NotFound, Unavailable
 from alpcrun.proto import (
     AdminServicer,
     DeadLetter,
@@ -253,19 +253,25 @@ class AdminService(AdminServicer):
             await abort_with(context, exc)
         return dead_letter(record.id, entry, payload=True)
 
+    def _check_journal(self) -> None:
+        """Refuse a change while the journal cannot write it (it would never be acknowledged)."""
+        if (failure := self.core.journal.failure) is not None:
+            raise Unavailable(failure)
+
     async def ResubmitDeadLetters(
         self, request: ResubmitDeadLettersRequest, context: Context
     ) -> DeadLetterCount:
         """Queue dead letters again."""
         try:
+            self._check_journal()
             count, missing = self.core.resubmit_dead_letters(
                 request.session_id,
                 _task_ids(list(request.task_ids)),
                 reset_attempts=request.reset_attempts,
             )
+            await self._sync()
         except AlpcrunError as exc:
             await abort_with(context, exc)
-        await self._sync()
         return DeadLetterCount(count=count, not_found=missing)
 
     async def DiscardDeadLetters(
@@ -273,10 +279,11 @@ class AdminService(AdminServicer):
     ) -> DeadLetterCount:
         """Drop dead letters for good."""
         try:
+            self._check_journal()
             count, missing = self.core.discard_dead_letters(
                 request.session_id, _task_ids(list(request.task_ids))
             )
+            await self._sync()
         except AlpcrunError as exc:
             await abort_with(context, exc)
-        await self._sync()
         return DeadLetterCount(count=count, not_found=missing)

@@ -74,7 +74,10 @@ class QueueManager:
                 settings.journal,
                 flush_interval=settings.journal_flush_interval,
                 sync=settings.journal_sync,
+                salvage=settings.journal_salvage,
+                max_transaction_bytes=settings.journal_max_transaction_bytes,
             )
+            self.journal.on_writable = self._journal_writable
         self.core = QueueCore(
             limits=_limits(settings),
             clock=self.clock,
@@ -91,6 +94,8 @@ class QueueManager:
         self._tick_task: asyncio.Task[None] | None = None
         self._schedule_pending = False
         self._stopped = asyncio.Event()
+        self._health_lock = asyncio.Lock()
+        self._health_tasks: set[asyncio.Task[None]] = set()
 
     @property
     def address(self) -> str:
@@ -105,6 +110,8 @@ class QueueManager:
 
     def _recover(self) -> None:
         assert self.journal is not None
+        for line in self.journal.salvage_report or ():
+            log.warning("journal %s, salvage start: %s", self.journal.path, line)
         records, last_key = self.journal.load(self.clock.monotonic())
         for record in records:
             self.core.adopt_session(record)
@@ -120,8 +127,33 @@ class QueueManager:
             sum(len(r.dead_letters) for r in records),
         )
 
+    def _journal_writable(self, writable: bool) -> None:
+        """The journal started failing (False) or writes again (True): health follows it."""
+        task = asyncio.ensure_future(self._set_health(writable))
+        self._health_tasks.add(task)
+        task.add_done_callback(self._health_tasks.discard)
+
+    async def _set_health(self, writable: bool) -> None:
+        async with self._health_lock:  # in the order the journal changed
+            if self._server is None or not self._service.accepting:
+                return  # not serving yet (start reads the journal), or stopping
+            if writable:
+                await self._server.set_serving()
+            else:
+                await self._server.set_not_serving()
+
     async def start(self) -> None:
         """Recover the journal, bind the port, start serving, the tick and the metrics."""
+        try:
+            await self._start()
+        except BaseException:
+            if self._server is None and self.journal is not None:
+                self.journal.abandon()  # unlocked and closed: nothing was served
+            raise
+        if self.journal is not None and self.journal.failure is not None:
+            self._journal_writable(False)
+
+    async def _start(self) -> None:
         if self.journal is not None:
             self._recover()
         s = self.settings
@@ -180,7 +212,8 @@ class QueueManager:
             return
         grace = self.settings.shutdown_grace if grace is None else grace
         self._service.accepting = False
-        await self._server.set_not_serving()
+        async with self._health_lock:
+            await self._server.set_not_serving()
         deadline = self.clock.monotonic() + grace
         while self.clock.monotonic() < deadline and any(  # noqa: ASYNC110 - polls core state
             s.inflight_batches for s in self.core.sessions.values()

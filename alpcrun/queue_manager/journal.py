@@ -25,6 +25,10 @@ class Journal(Protocol):
     def enabled(self) -> bool:
         """Whether changes are kept (results then wait for :meth:`Journal` writes)."""
 
+    @property
+    def failure(self) -> str | None:
+        """Why the journal cannot write now (None while it can): changes are then refused."""
+
     def session_changed(self, record: SessionRecord) -> None:
         """A session was created or its attributes, state or counters changed."""
 
@@ -57,6 +61,7 @@ class NullJournal:
     """Keeps nothing: state lives in memory only and a crash loses it."""
 
     enabled = False
+    failure: str | None = None
 
     def session_changed(self, record: SessionRecord) -> None:
         """Do nothing."""

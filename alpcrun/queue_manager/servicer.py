@@ -156,16 +156,22 @@ class QueueService(QueueServicer):
         if not self.accepting:
             raise Unavailable("the queue manager is shutting down")
 
+    def _check_journal(self) -> None:
+        """Refuse a change while the journal cannot write it (it would never be acknowledged)."""
+        if (failure := self.core.journal.failure) is not None:
+            raise Unavailable(failure)
+
     async def CreateSession(self, request: CreateSessionRequest, context: Context) -> Session:
         """Create a session."""
         try:
             self._check_open()
+            self._check_journal()
             record = self.core.create_session(
                 request.attributes, _metadata_value(context, MD_API_KEY) or ""
             )
+            await self._sync()
         except AlpcrunError as exc:
             await abort_with(context, exc)
-        await self._sync()
         return session_to_proto(record)
 
     async def GetSession(self, request: GetSessionRequest, context: Context) -> Session:
@@ -178,10 +184,11 @@ class QueueService(QueueServicer):
     async def UpdateSession(self, request: UpdateSessionRequest, context: Context) -> Session:
         """Change a session's attributes live."""
         try:
+            self._check_journal()
             record = self.core.update_session(request.session_id, request.attributes)
+            await self._sync()
         except AlpcrunError as exc:
             await abort_with(context, exc)
-        await self._sync()
         return session_to_proto(record)
 
     async def CloseSession(
@@ -189,10 +196,11 @@ class QueueService(QueueServicer):
     ) -> CloseSessionResponse:
         """Close a session."""
         try:
+            self._check_journal()
             record, discarded = self.core.close_session(request.session_id)
+            await self._sync()
         except AlpcrunError as exc:
             await abort_with(context, exc)
-        await self._sync()
         return CloseSessionResponse(session=session_to_proto(record), discarded_tasks=discarded)
 
     async def ClientStreamDeadLetters(
@@ -256,6 +264,7 @@ class QueueService(QueueServicer):
                 if not request.HasField("batch"):
                     raise InvalidArgument("a request must carry a batch or an ack", field="batch")
                 self._check_open()
+                self._check_journal()
                 size = _check_forwardable(request.batch, self.max_message_bytes, "batch")
                 core.submit(record, request.batch, size)
                 while not core.has_room(record) and not outlet.closed:

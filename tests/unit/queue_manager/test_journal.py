@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sqlite3
 
 import pytest
 
 from alpcrun.errors import ConfigError
 from alpcrun.proto import Batch, SessionAttributes, WorkerRegistration
+from alpcrun.queue_manager import sqlite_journal
 from alpcrun.queue_manager.core import QueueCore
 from alpcrun.queue_manager.sqlite_journal import SqliteJournal
 from alpcrun.testing import FakeClock
@@ -37,7 +39,7 @@ def _bound(core: QueueCore, sid: str):
 
 
 def _rows(path, table: str) -> int:
-    with sqlite3.connect(path) as db:
+    with contextlib.closing(sqlite3.connect(path)) as db:
         return int(db.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0])
 
 
@@ -67,7 +69,7 @@ async def test_a_batch_finished_within_one_flush_is_never_written(tmp_path):
     core.submit(s, _batch("b1", 2))
     w, data = _bound(core, s.id)
     core.worker_results(w, _answer(data.sent[0]))
-    rows = journal._rows()  # what the next transaction would write
+    rows = sqlite_journal._rows(journal._ops)  # what the next transaction would write
     assert rows.adds == []
     assert rows.removes == []
     assert len(rows.results) == 1

@@ -381,6 +381,16 @@ class QueueManagerSettings(_Tls, _Server):
     (0: as session_expiry; session_expiry 0 means never for both)."""
     min_bind_time: Seconds = Field(default=1.0, ge=0)
     """A worker bound more recently than this is not reclaimed or preempted (anti-thrashing)."""
+    payload_quota: Bytes = Field(default=64 << 30, ge=1)
+    """Payload bytes one session may hold at once (docs/payloads.md); more is refused with
+    RESOURCE_EXHAUSTED naming payload_quota_bytes."""
+    payload_pending_ttl: Seconds = Field(default=600.0, gt=0)
+    """A payload allocated and not committed for this long is reclaimed."""
+    payload_lease_ttl: Seconds = Field(default=30.0, gt=0)
+    """A read lease lives this long unless renewed (the queue manager renews the leases of
+    attempts in flight on live workers every tick)."""
+    payload_node_timeout: Seconds = Field(default=30.0, gt=0)
+    """A node agent that sends no heartbeat for this long is lost, with its payloads."""
     shutdown_grace: Seconds = Field(default=10.0, ge=0)
     """On SIGTERM: how long in-flight work may take to finish."""
     journal: str | None = None

@@ -454,6 +454,10 @@ class Catalog:
         """Per (node, tier): capacity, used and reserved bytes."""
         return self.nodes.usage()
 
+    def session_ids(self) -> list[str]:
+        """Sessions that hold payload bytes."""
+        return list(self._session_bytes)
+
     def session_bytes(self, session_id: str) -> int:
         """Bytes the session holds against its quota."""
         return self._session_bytes.get(session_id, 0)

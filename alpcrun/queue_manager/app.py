@@ -12,10 +12,14 @@ import grpc.aio
 from alpcrun._clock import Clock, MonotonicClock
 from alpcrun.config import QueueManagerSettings
 from alpcrun.errors import ConfigError
+from alpcrun.payload.catalog import Catalog, CatalogLimits
+from alpcrun.payload.catalog_service import PayloadCatalogService
 from alpcrun.proto import (
     ADMIN_SERVICE_NAME,
+    PAYLOAD_CATALOG_SERVICE_NAME,
     QUEUE_SERVICE_NAME,
     add_admin_servicer,
+    add_payload_catalog_servicer,
     add_queue_servicer,
 )
 from alpcrun.proto.auth import server_interceptors
@@ -24,13 +28,14 @@ from alpcrun.proto.server import GrpcServer, Listen
 from alpcrun.queue_manager.admin import AdminService
 from alpcrun.queue_manager.core import CoreLimits, QueueCore
 from alpcrun.queue_manager.metrics import make_registry
+from alpcrun.queue_manager.payloads import PayloadDuties
 from alpcrun.queue_manager.scheduler import Scheduler
 from alpcrun.queue_manager.servicer import QueueService
 from alpcrun.queue_manager.sqlite_journal import SqliteJournal
 from alpcrun.tls import server_tls
 
 log = logging.getLogger("alpcrun.queue_manager")
-_SERVICES = (QUEUE_SERVICE_NAME, ADMIN_SERVICE_NAME)
+_SERVICES = (QUEUE_SERVICE_NAME, ADMIN_SERVICE_NAME, PAYLOAD_CATALOG_SERVICE_NAME)
 
 
 def _limits(settings: QueueManagerSettings) -> CoreLimits:
@@ -53,6 +58,15 @@ def _limits(settings: QueueManagerSettings) -> CoreLimits:
         session_expiry_s=settings.session_expiry,
         unused_session_expiry_s=settings.unused_session_expiry,
         default_fifo=settings.queue_type == "fifo",
+    )
+
+
+def _catalog_limits(settings: QueueManagerSettings) -> CatalogLimits:
+    return CatalogLimits(
+        session_quota_bytes=settings.payload_quota,
+        pending_ttl_s=settings.payload_pending_ttl,
+        lease_ttl_s=settings.payload_lease_ttl,
+        node_timeout_s=settings.payload_node_timeout,
     )
 
 
@@ -84,6 +98,12 @@ class QueueManager:
             scheduler=Scheduler(min_bind_seconds=settings.min_bind_time),
             journal=self.journal,
             on_schedule_needed=self._schedule_soon,
+        )
+        self.catalog = Catalog(limits=_catalog_limits(settings), clock=self.clock)
+        """The payload catalog (docs/payloads.md); in memory, not journaled yet."""
+        self._payload_duties = PayloadDuties(self.catalog, self.core)
+        self._catalog_service = PayloadCatalogService(
+            self.catalog, self.core.open_session, heartbeat_interval_s=settings.heartbeat_interval
         )
         self.port = 0
         self.metrics_port: int | None = None
@@ -164,6 +184,7 @@ class QueueManager:
         def add_services(server: grpc.aio.Server) -> None:
             add_queue_servicer(self._service, server)
             add_admin_servicer(admin, server)
+            add_payload_catalog_servicer(self._catalog_service, server)
 
         listen = Listen(
             host=s.host,
@@ -205,6 +226,10 @@ class QueueManager:
                 self.core.tick()
             except Exception:  # the tick must survive a bug in one duty
                 log.exception("scheduler tick failed")
+            try:
+                self._payload_duties.tick()
+            except Exception:
+                log.exception("payload catalog tick failed")
 
     async def stop(self, grace: float | None = None) -> None:
         """Stop accepting, let in-flight batches finish within ``grace`` seconds, then stop."""

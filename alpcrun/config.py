@@ -563,6 +563,23 @@ class NodeAgentSettings(_CacheServer):
     read_max_connections: int = Field(default=1024, ge=1)
     """Read-path connections open at once (TCP and Unix socket together); a new one beyond
     closes the connection idle longest, or is closed itself when none is idle."""
+    queue_manager: str | None = None
+    """Queue manager address: with it the node agent also runs the node's payload store
+    (docs/payloads.md), registered with the queue manager's catalog; None: no payload store."""
+    node: str = Field(default_factory=socket.gethostname)
+    """This node's name in the payload catalog (the Kubernetes node name in the chart)."""
+    ram_bytes: Bytes = Field(default=1 << 30, ge=0)
+    """RAM tier capacity of the payload store, e.g. ``"4GB"`` (0: no RAM tier)."""
+    disk_dir: str | None = None
+    """Directory of the payload store's disk tier (None: no disk tier)."""
+    disk_bytes: Bytes = Field(default=10 << 30, ge=0)
+    """Disk tier capacity."""
+    payload_socket: str | None = None
+    """Unix socket where workers and clients on this node get payload descriptors (zero-copy
+    reads, writes straight into the store); None: they stream over the data path instead."""
+    advertise_address: str | None = None
+    """``host:port`` other nodes reach this agent's payload data path at (default: this host's
+    name and the gRPC port)."""
 
 
 S = TypeVar("S", bound=_Base)

@@ -10,7 +10,9 @@ import abc
 import asyncio
 import contextlib
 import logging
+import socket
 from collections.abc import Awaitable, Callable, Sequence
+from pathlib import Path
 from types import TracebackType
 from typing import Self
 
@@ -30,9 +32,11 @@ from alpcrun.cache.ttl import SharedDataStore, StoreLimits
 from alpcrun.config import CentralCacheSettings, NodeAgentSettings
 from alpcrun.constants import MD_API_KEY
 from alpcrun.errors import ConfigError
+from alpcrun.payload.node import PayloadNode, PayloadNodeConfig
 from alpcrun.proto import (
     CENTRAL_CACHE_SERVICE_NAME,
     NODE_CACHE_SERVICE_NAME,
+    PAYLOAD_AGENT_SERVICE_NAME,
     AdminStub,
     ListSessionsRequest,
     SessionInfo,
@@ -259,12 +263,17 @@ class CentralCacheServer(_Server):
 class NodeAgent(_Server):
     """``alpcrun node-agent``: the node-local pull-through cache of shared data."""
 
-    _services = (NODE_CACHE_SERVICE_NAME,)
+    _services: Sequence[str] = (NODE_CACHE_SERVICE_NAME,)
 
     def __init__(self, *, settings: NodeAgentSettings, clock: Clock | None = None) -> None:
         super().__init__(settings, clock)
         self.node_settings = settings
         self._channel: grpc.aio.Channel | None = None
+        self._qm_channel: grpc.aio.Channel | None = None
+        self.payloads: PayloadNode | None = None
+        """The node's payload store (None unless ``queue_manager`` is set)."""
+        if settings.queue_manager:
+            self._services = (NODE_CACHE_SERVICE_NAME, PAYLOAD_AGENT_SERVICE_NAME)
         self.cache: NodeCache | None = None
         self.read_server: NodeReadServer | None = None
         """The read path (None until started, or when neither its port nor socket is on)."""
@@ -282,6 +291,19 @@ class NodeAgent(_Server):
             lru=lru, central=central, clock=self.clock, fetch_timeout_s=s.fetch_timeout
         )
         add_node_cache_servicer(NodeCacheService(self.cache, self.clock, s.chunk_bytes), server)
+        if s.queue_manager:
+            self._qm_channel = open_channel(
+                s.queue_manager, tls=self.client_tls, max_message_bytes=s.max_message_bytes
+            )
+            config = PayloadNodeConfig(
+                node=s.node,
+                ram_bytes=s.ram_bytes,
+                disk_dir=Path(s.disk_dir) if s.disk_dir else None,
+                disk_bytes=s.disk_bytes,
+                socket=Path(s.payload_socket) if s.payload_socket else None,
+            )
+            self.payloads = PayloadNode(config, self._qm_channel, self.api_key)
+            self.payloads.add_services(server)
 
     def _extra_addresses(self) -> list[str]:
         path = self.node_settings.unix_socket
@@ -322,6 +344,14 @@ class NodeAgent(_Server):
                 raise
             self.read_server = server
             log.info("read path on %s", server)
+        if self.payloads is not None:
+            advertise = s.advertise_address or f"{socket.gethostname()}:{self.port}"
+            try:
+                await self.payloads.start(advertise)
+            except ConfigError:
+                await self.stop(grace=0)
+                raise
+            log.info("payload store of node %s, data path at %s", s.node, advertise)
         self._every(s.cleanup_interval, self._expire)
 
     async def _expire(self) -> None:
@@ -329,11 +359,14 @@ class NodeAgent(_Server):
         self.cache.lru.expire()
 
     async def stop(self, grace: float = 1.0) -> None:
-        """Stop serving and close the channel to the central cache."""
+        """Stop serving and close the channels to the central cache and the queue manager."""
         if self.read_server is not None:
             await self.read_server.stop()
             self.read_server = None
+        if self.payloads is not None:
+            await self.payloads.stop()
         await super().stop(grace)
-        if self._channel is not None:
-            await self._channel.close(None)
-            self._channel = None
+        for channel in (self._channel, self._qm_channel):
+            if channel is not None:
+                await channel.close(None)
+        self._channel = self._qm_channel = None

@@ -56,6 +56,26 @@ def add_parsers(sub: Any, common: Common) -> None:
         help="read-path connections open at once; beyond, the one idle longest is closed "
         "(default 1024)",
     )
+    na.add_argument(
+        "--queue-manager",
+        metavar="HOST:PORT",
+        help="run the node's payload store, registered with this queue manager's catalog "
+        "(ALPCRUNCH_NODE_QUEUE_MANAGER; default: no payload store)",
+    )
+    na.add_argument("--node", help="this node's name in the payload catalog (default: host name)")
+    na.add_argument("--ram-bytes", metavar="SIZE", help="payload RAM tier capacity, e.g. 4GB")
+    na.add_argument("--disk-dir", metavar="DIR", help="payload disk tier directory (default: none)")
+    na.add_argument("--disk-bytes", metavar="SIZE", help="payload disk tier capacity, e.g. 100GB")
+    na.add_argument(
+        "--payload-socket",
+        metavar="PATH",
+        help="Unix socket where workers on the node get payload descriptors (zero-copy reads)",
+    )
+    na.add_argument(
+        "--advertise-address",
+        metavar="HOST:PORT",
+        help="where other nodes reach this agent's payload data path (default: host name:port)",
+    )
 
 
 def _server_flags(p: argparse.ArgumentParser, port: int, metrics_port: int) -> None:
@@ -127,6 +147,13 @@ def node_agent(args: argparse.Namespace) -> int:
         read_socket=args.read_socket,
         read_idle_timeout=args.read_idle_timeout,
         read_max_connections=args.read_max_connections,
+        queue_manager=args.queue_manager,
+        node=args.node,
+        ram_bytes=args.ram_bytes,
+        disk_dir=args.disk_dir,
+        disk_bytes=args.disk_bytes,
+        payload_socket=args.payload_socket,
+        advertise_address=args.advertise_address,
         **_common_overrides(args),
     )
     setup_logging(settings.log_level, json_lines=settings.log_json)

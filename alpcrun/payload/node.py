@@ -47,8 +47,6 @@ class PayloadNodeConfig:
     """Disk tier capacity."""
     socket: Path | None
     """The handoff socket for same-node producers and readers (None: none)."""
-    advertise: str
-    """The ``host:port`` other nodes reach this agent's gRPC server at."""
 
 
 def backends(config: PayloadNodeConfig) -> list[Backend]:
@@ -85,6 +83,8 @@ class PayloadNode:
             else None
         )
         self._loop_task: asyncio.Task[None] | None = None
+        self.advertise = ""
+        """The ``host:port`` other nodes reach this agent's data path at (set by start)."""
         self.registered = asyncio.Event()
         """Set once the catalog has taken the node's registration."""
 
@@ -92,8 +92,9 @@ class PayloadNode:
         """Host the PayloadAgent service on the node agent's server."""
         add_payload_agent_servicer(self.service, server)
 
-    async def start(self) -> None:
-        """Serve the socket and keep the node registered with the catalog."""
+    async def start(self, advertise: str) -> None:
+        """Serve the socket and keep the node registered, reachable at ``advertise``."""
+        self.advertise = advertise
         if self._handoff is not None:
             await self._handoff.start()
         self._loop_task = asyncio.create_task(self._keep_registered(), name="payload-node")
@@ -112,7 +113,7 @@ class PayloadNode:
         while True:
             try:
                 frees, interval = await self.link.register(
-                    self.config.advertise, self.agent.capacities(), self.agent.held_ids()
+                    self.advertise, self.agent.capacities(), self.agent.held_ids()
                 )
                 self.agent.free(frees)
                 self.registered.set()

@@ -103,7 +103,12 @@ class QueueManager:
         """The payload catalog (docs/payloads.md); in memory, not journaled yet."""
         self._payload_duties = PayloadDuties(self.catalog, self.core)
         self._catalog_service = PayloadCatalogService(
-            self.catalog, self.core.open_session, heartbeat_interval_s=settings.heartbeat_interval
+            self.catalog,
+            self.core.open_session,
+            # three heartbeats fit in the node timeout, so one lost message loses no node
+            heartbeat_interval_s=min(
+                settings.heartbeat_interval, settings.payload_node_timeout / 3
+            ),
         )
         self.port = 0
         self.metrics_port: int | None = None

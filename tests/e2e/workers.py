@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import time
 
@@ -55,3 +56,15 @@ class ThrottledEchoWorker(Worker):
     def handle(self, task: TaskContext) -> bytes:
         time.sleep(0.005)
         return task.payload
+
+
+class PayloadWorker(Worker):
+    """Reads its task's payload, puts the bytes reversed, answers with the input's sha256."""
+
+    def handle(self, task: TaskContext) -> bytes:
+        (ref,) = task.refs
+        with task.open(ref) as view:
+            data = view.memoryview()
+            digest = hashlib.sha256(data).hexdigest()
+            task.put(bytes(data)[::-1])
+        return digest.encode()

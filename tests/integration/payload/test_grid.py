@@ -46,13 +46,12 @@ async def payload_node(tmp_path, qm_address: str, name: str) -> AsyncIterator[Pa
         disk_dir=tmp_path / f"{name}-disk",
         disk_bytes=256 * MiB,
         socket=tmp_path / f"{name}.sock",
-        advertise=f"127.0.0.1:{port}",
     )
     async with grpc.aio.insecure_channel(qm_address) as channel:
         node = PayloadNode(config, channel, KEY)
         node.add_services(server)
         await server.start()
-        await node.start()
+        await node.start(f"127.0.0.1:{port}")
         await asyncio.wait_for(node.registered.wait(), 10)
         try:
             yield node

@@ -34,13 +34,12 @@ async def _node(tmp_path, channel, name="n1", *, disk: bool = True) -> PayloadNo
         disk_dir=tmp_path / f"{name}-disk" if disk else None,
         disk_bytes=16 * MiB,
         socket=tmp_path / f"{name}.sock",
-        advertise=f"127.0.0.1:{port}",
     )
     node = PayloadNode(config, channel, "k")
     node.add_services(server)
     await server.start()
     node._server = server  # type: ignore[attr-defined]  # stopped with the node in the test
-    await node.start()
+    await node.start(f"127.0.0.1:{port}")
     await asyncio.wait_for(node.registered.wait(), 10)
     return node
 

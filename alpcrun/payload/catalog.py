@@ -53,6 +53,10 @@ _ALLOCATED, _COMMITTED, _DELETING = (
 )
 
 
+MAX_HELD = 1_000_000
+"""Payload ids one agent registration may report holding."""
+
+
 @dataclass(frozen=True, slots=True)
 class CatalogLimits:
     """Bounds and timings the catalog enforces."""
@@ -153,6 +157,11 @@ class Catalog:
         """
         if not name or len(name) > MAX_ID_LENGTH:
             raise InvalidArgument(f"required, 1..{MAX_ID_LENGTH} chars", field="node")
+        if len(address) > 2 * MAX_ID_LENGTH:
+            raise InvalidArgument(f"at most {2 * MAX_ID_LENGTH} chars", field="agent_address")
+        held = list(held)
+        if len(held) > MAX_HELD:
+            raise InvalidArgument(f"at most {MAX_HELD} ids", field="held_payload_ids")
         if any(c < 0 for c in capacities.values()):
             raise InvalidArgument("a capacity cannot be negative", field="tiers")
         known = name in self.nodes.nodes

@@ -31,6 +31,7 @@ POOL = proto.Batch.DESCRIPTOR.file.pool
 SERVICES: tuple[ServiceDescriptor, ...] = (
     POOL.FindServiceByName(proto.QUEUE_SERVICE_NAME),
     POOL.FindServiceByName(proto.ADMIN_SERVICE_NAME),
+    POOL.FindServiceByName(proto.PAYLOAD_CATALOG_SERVICE_NAME),
 )
 """Every service of the queue manager, from the descriptors (new RPCs are covered at once)."""
 METHODS: tuple[MethodDescriptor, ...] = tuple(m for s in SERVICES for m in s.methods)
@@ -42,7 +43,7 @@ def path(method: MethodDescriptor) -> str:
 
 
 def method(name: str) -> MethodDescriptor:
-    """A method by its short name (names are unique across the two services)."""
+    """A method by its short name (names are unique across the services)."""
     (found,) = (m for m in METHODS if m.name == name)
     return found
 

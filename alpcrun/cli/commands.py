@@ -14,6 +14,7 @@ from typing import Any
 import grpc
 import yaml
 
+import alpcrun.cli.payload as payload_cli
 import alpcrun.cli.scaler as scaler_cli
 from alpcrun import tls_flags
 from alpcrun.affinity import apply_setting
@@ -52,6 +53,7 @@ def run(args: argparse.Namespace) -> int:
         "status": status,
         "config": config_show,
         "dlq": dlq.run,
+        "payload": payload_cli.run,
         "scaler": scaler_cli.run,
         "central-cache": cache.central_cache,
         "node-agent": cache.node_agent,

@@ -6,6 +6,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
+import alpcrun.cli.payload as payload_cli
 import alpcrun.cli.scaler as scaler_cli
 from alpcrun import __version__, tls_flags
 from alpcrun.cli import cache, dlq
@@ -136,6 +137,7 @@ def build_parser() -> argparse.ArgumentParser:
     tls_flags.add_client_flags(st)
 
     dlq.add_parser(sub, _common)
+    payload_cli.add_parser(sub, _common)
     scaler_cli.add_parser(sub, _common)
     cache.add_parsers(sub, _common)
 

@@ -168,6 +168,11 @@ class PayloadStore:
         )
         self._agents: dict[str, tuple[grpc.aio.Channel, PayloadAgentAsyncStub]] = {}
 
+    @property
+    def metadata(self) -> tuple[tuple[str, str], ...]:
+        """Call metadata for the catalog and agents (the API key)."""
+        return self._metadata
+
     def _agent(self, address: str) -> PayloadAgentAsyncStub:
         if address not in self._agents:
             channel = grpc.aio.insecure_channel(address)

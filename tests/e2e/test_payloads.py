@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
 import os
 import signal
 import subprocess
@@ -93,3 +94,43 @@ def test_payloads_in_and_out_across_two_nodes_and_a_lost_node(grid: Grid) -> Non
         n2.wait(10)
 
     asyncio.run(_run(grid, kill_n2))
+
+
+def _cli(grid: Grid, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "alpcrun.cli.main", "payload", *args,
+         "--queue-manager", grid.address],
+        env=grid.env(), capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+
+
+def test_the_payload_cli_puts_lists_gets_and_removes(grid: Grid, tmp_path) -> None:
+    """alpcrun payload put / ls / stat / get / rm against real processes."""
+    grid.start_queue_manager()
+    start_node_agent(grid, "n1")
+    wait_nodes(grid.address, 1)
+    with grpc.insecure_channel(grid.address) as channel:
+        session = proto.QueueStub(channel).CreateSession(
+            proto.CreateSessionRequest(attributes=proto.SessionAttributes(app_id="cli")),
+            metadata=(("api_key", grid.api_key),),
+            timeout=10,
+        )
+    source = tmp_path / "in.bin"
+    source.write_bytes(os.urandom(100_000))
+    put = _cli(grid, "put", str(source), "--session", session.id, "--tier", "disk")
+    assert put.returncode == 0, put.stderr
+    pid = put.stdout.split()[0]
+    listed = _cli(grid, "ls", "--json")
+    assert listed.returncode == 0, listed.stderr
+    (entry,) = json.loads(listed.stdout)["payloads"]
+    assert entry["ref"]["payload_id"] == pid
+    stat = _cli(grid, "stat", pid)
+    assert "n1/disk:ready" in stat.stdout
+    out = tmp_path / "out.bin"
+    got = _cli(grid, "get", pid, "--out", str(out))
+    assert got.returncode == 0, got.stderr
+    assert out.read_bytes() == source.read_bytes()
+    assert _cli(grid, "rm", pid).returncode == 0
+    missing = _cli(grid, "stat", pid)
+    assert missing.returncode == 1
+    assert "not found" in missing.stderr

@@ -204,7 +204,7 @@ class QueueManager:
             service_names=_SERVICES,
             add_services=add_services,
             interceptors=server_interceptors(s.api_key, auth_disabled=s.auth_disabled),
-            registry=lambda: make_registry(self.core),
+            registry=lambda: make_registry(self.core, self.catalog),
         )
         self.port, self.metrics_port = self._server.port, self._server.metrics_port
         self._tick_task = asyncio.create_task(self._tick_loop())

@@ -40,6 +40,8 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from alpcrun.payload.catalog import Catalog
+from alpcrun.payload.metrics import PayloadCollector
 from alpcrun.proto import SessionState
 from alpcrun.queue_manager.core import QueueCore
 from alpcrun.queue_manager.scheduler import UnbindReason
@@ -167,8 +169,13 @@ class CoreCollector(Collector):
         )
 
 
-def make_registry(core: QueueCore) -> CollectorRegistry:
-    """The queue manager's metrics as they are now: call on the event loop, render anywhere."""
+def make_registry(core: QueueCore, catalog: Catalog | None = None) -> CollectorRegistry:
+    """The queue manager's metrics as they are now: call on the event loop, render anywhere.
+
+    With the payload ``catalog``, its metrics too (:mod:`alpcrun.payload.metrics`).
+    """
     registry = CollectorRegistry(auto_describe=False)
     registry.register(CoreCollector(core.statistics()))
+    if catalog is not None:
+        registry.register(PayloadCollector(catalog.statistics()))
     return registry

@@ -578,8 +578,8 @@ class NodeAgentSettings(_CacheServer):
     """Unix socket where workers and clients on this node get payload descriptors (zero-copy
     reads, writes straight into the store); None: they stream over the data path instead."""
     advertise_address: str | None = None
-    """``host:port`` other nodes reach this agent's payload data path at (default: this host's
-    name and the gRPC port)."""
+    """``host:port`` other nodes reach this agent's payload data path at (default: the host it
+    listens on, or this host's name when it listens on every address, and the gRPC port)."""
 
 
 S = TypeVar("S", bound=_Base)

@@ -1,7 +1,8 @@
 """LocalGrid: a complete grid on loopback — in-process servers plus worker processes.
 
-The queue manager, the central cache and a node agent (the one node's shared-data cache)
-run in this process; the workers are child processes pointed at all three.
+The queue manager (with the payload catalog), the central cache and a node agent (the one
+node's shared-data cache and payload store, node ``local``, its payload socket in a scratch
+directory) run in this process; the workers are child processes pointed at all three.
 
 Used by ``alpcrun local`` and ``alpcrun demo``. Worker processes arm a parent-death
 signal (Linux, see ``alpcrun.lifeline``) so they never outlive the process that started them,
@@ -20,6 +21,8 @@ import secrets
 import signal
 import subprocess
 import sys
+import tempfile
+from pathlib import Path
 from types import TracebackType
 
 from pydantic import SecretStr
@@ -32,6 +35,8 @@ from alpcrun.queue_manager.app import QueueManager
 
 log = logging.getLogger("alpcrun.local")
 DEMO_WORKER = "alpcrun.demo.worker:MonteCarloWorker"
+LOCAL_NODE = "local"
+"""The node name of a local grid's machine in the payload catalog."""
 
 
 class LocalGrid:
@@ -63,6 +68,11 @@ class LocalGrid:
         )
         self.node_agent: NodeAgent | None = None
         self.processes: list[subprocess.Popen[bytes]] = []
+        self._scratch = tempfile.TemporaryDirectory(prefix="alpcrun-local-")
+        self.node = LOCAL_NODE
+        """The node name of this machine in the payload catalog."""
+        self.payload_socket = str(Path(self._scratch.name) / "payload.sock")
+        """The node agent's payload socket (clients on this machine read payloads zero-copy)."""
 
     @property
     def address(self) -> str:
@@ -79,6 +89,8 @@ class LocalGrid:
         if self.node_agent is not None:
             env["ALPCRUNCH_WORKER_NODE_AGENT"] = self.node_agent.address
             env["ALPCRUNCH_WORKER_NODE_READ_PATH"] = self.node_agent.read_address or "off"
+            env["ALPCRUNCH_WORKER_NODE"] = self.node
+            env["ALPCRUNCH_WORKER_PAYLOAD_SOCKET"] = self.payload_socket
         cmd = [
             sys.executable,
             "-m",
@@ -105,9 +117,14 @@ class LocalGrid:
                 read_port=0,
                 api_key=SecretStr(self.api_key),
                 central_cache_addr=self.central_cache.address,
+                queue_manager=self.queue_manager.address,
+                node=self.node,
+                payload_socket=self.payload_socket,
             )
         )
         await self.node_agent.start()
+        assert self.node_agent.payloads is not None
+        await asyncio.wait_for(self.node_agent.payloads.registered.wait(), ready_timeout)
         self.processes = [self._spawn_worker() for _ in range(self.n_workers)]
         deadline = asyncio.get_running_loop().time() + ready_timeout
         while len(self.queue_manager.core.workers) < self.n_workers:
@@ -138,6 +155,7 @@ class LocalGrid:
         if self.node_agent is not None:
             await self.node_agent.stop(grace=0)
         await self.central_cache.stop(grace=0)
+        self._scratch.cleanup()
 
     async def __aenter__(self) -> LocalGrid:
         try:

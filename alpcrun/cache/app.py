@@ -345,7 +345,9 @@ class NodeAgent(_Server):
             self.read_server = server
             log.info("read path on %s", server)
         if self.payloads is not None:
-            advertise = s.advertise_address or f"{socket.gethostname()}:{self.port}"
+            wildcard = s.host in ("0.0.0.0", "::", "[::]", "")
+            default = f"{socket.gethostname()}:{self.port}" if wildcard else self.address
+            advertise = s.advertise_address or default
             try:
                 await self.payloads.start(advertise)
             except ConfigError:

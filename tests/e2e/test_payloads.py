@@ -17,6 +17,7 @@ import pytest
 from alpcrun import proto
 from alpcrun.client import AsyncClient, TaskInput
 from alpcrun.config import ClientSettings
+from alpcrun.local import LocalGrid
 from alpcrun.proto import ErrorReason
 
 from .conftest import Grid, free_port, wait_healthy
@@ -134,3 +135,26 @@ def test_the_payload_cli_puts_lists_gets_and_removes(grid: Grid, tmp_path) -> No
     missing = _cli(grid, "stat", pid)
     assert missing.returncode == 1
     assert "not found" in missing.stderr
+
+
+def test_a_local_grid_runs_the_payload_store() -> None:
+    """alpcrun local's grid: workers and a client on the node read payloads without copying."""
+
+    async def run() -> None:
+        async with LocalGrid(workers=1, worker_spec="tests.e2e.workers:PayloadWorker") as g:
+            settings = ClientSettings(
+                queue_manager=g.address, api_key=g.api_key, node=g.node,
+                payload_socket=g.payload_socket,
+            )  # fmt: skip
+            async with AsyncClient(settings=settings) as client, client.session(
+                app_id="local"
+            ) as session:
+                data = os.urandom(MiB)
+                ref = await session.put(data)
+                (result,) = [r async for r in session.map([TaskInput(b"", (ref,))])]
+                assert result.value().decode() == hashlib.sha256(data).hexdigest()
+                async with session.open(result.refs[0]) as view:
+                    assert view.zero_copy
+                    assert bytes(view.memoryview()) == data[::-1]
+
+    asyncio.run(run())

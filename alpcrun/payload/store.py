@@ -67,7 +67,10 @@ def encode_payload(
         out.setdefault("dtype", arr.dtype.str)
         out.setdefault("shape", ",".join(str(d) for d in arr.shape))
         return arr.data.cast("B"), out
-    return memoryview(obj).cast("B"), out
+    view = memoryview(obj)
+    if not view.c_contiguous:  # e.g. a reversed slice: stored as its bytes, in order
+        view = memoryview(view.tobytes())
+    return view.cast("B"), out
 
 
 def _shape(text: str) -> tuple[int, ...]:

@@ -22,7 +22,7 @@ from typing import Any, TypeVar
 import grpc
 
 import alpcrun
-from alpcrun.client import AsyncClient, AsyncSession
+from alpcrun.client import AsyncClient, AsyncSession, TaskInput
 from alpcrun.config import ClientSettings
 from bench.suite import common, peer, tasks
 from bench.suite.common import BIG, SMALL, WINDOW, Config, Measurement
@@ -42,7 +42,11 @@ RUN_TIMEOUT_S = 120.0
 """Longest one repetition may take; beyond, the workload is reported as an error."""
 LOG_LEVEL = "warning"
 """Log level of every grid process (their logs are shown when the grid fails to start)."""
-OP_NOOP, OP_BUSY, OP_ECHO, OP_PROBE, OP_SMALL = b"nbeps"
+OP_NOOP, OP_BUSY, OP_ECHO, OP_PROBE, OP_SMALL, OP_PAYLOAD = b"nbepsP"
+PAYLOAD_NODE = "bench"
+"""The node name of the suite grid's machine in the payload catalog."""
+PAYLOAD_RAM = "8GB"
+"""RAM tier of the suite grid's node agent (W5 holds N inputs and N outputs of 1 MiB)."""
 T = TypeVar("T")
 
 
@@ -54,6 +58,10 @@ class BenchWorker(Worker):
         op = data[0]
         if op == OP_ECHO:
             return tasks.echo(data[1:])
+        if op == OP_PAYLOAD:  # W5 through the payload store: the input reversed, as a payload
+            async with task.open_async(task.refs[0]) as view:
+                await task.put_async(view.memoryview()[::-1])
+            return b""
         x = int.from_bytes(data[1:9], "little")
         if op in (OP_NOOP, OP_SMALL):
             return tasks.noop(x).to_bytes(8, "little")
@@ -91,6 +99,7 @@ class SuiteGrid(Grid):
         self.address = f"127.0.0.1:{self.port}"
         self.cache_address = f"127.0.0.1:{cache_port}"
         self.agent_address = f"127.0.0.1:{agent_port}"
+        self.payload_socket = str(log_dir / "payload.sock")
 
     def _server_args(self, command: str, address: str) -> list[str]:
         port = address.rsplit(":", 1)[1]
@@ -109,9 +118,15 @@ class SuiteGrid(Grid):
         with grpc.insecure_channel(self.cache_address) as channel:
             self._wait_healthy(channel, deadline)
         agent = self._server_args("node-agent", self.agent_address)
-        self._spawn("node-agent", [*agent, "--central-cache-addr", self.cache_address])
+        agent += ["--central-cache-addr", self.cache_address, "--queue-manager", self.address]
+        agent += ["--node", PAYLOAD_NODE, "--ram-bytes", PAYLOAD_RAM]
+        agent += ["--payload-socket", self.payload_socket]
+        agent += ["--advertise-address", self.agent_address]
+        self._spawn("node-agent", agent)
         self._env["ALPCRUNCH_WORKER_CENTRAL_CACHE"] = self.cache_address
         self._env["ALPCRUNCH_WORKER_NODE_AGENT"] = self.agent_address
+        self._env["ALPCRUNCH_WORKER_NODE"] = PAYLOAD_NODE
+        self._env["ALPCRUNCH_WORKER_PAYLOAD_SOCKET"] = self.payload_socket
         with grpc.insecure_channel(self.address) as channel:
             self._wait_healthy(channel, deadline)
             worker = ["worker", WORKER_SPEC, "--queue-manager", self.address]
@@ -164,7 +179,11 @@ class Bench:
     def session(self, name: str, batch_tasks: int = CLIENT_BATCH_TASKS) -> AsyncSession:
         """A new session on a client with ``max_batch_tasks`` = ``batch_tasks``."""
         settings = ClientSettings(
-            max_batch_tasks=batch_tasks, linger=0.0, central_cache=self.grid.cache_address
+            max_batch_tasks=batch_tasks,
+            linger=0.0,
+            central_cache=self.grid.cache_address,
+            node=PAYLOAD_NODE,
+            payload_socket=self.grid.payload_socket,
         )
         client = AsyncClient(self.grid.address, api_key=self.grid.api_key, settings=settings)
         self.clients.append(client)
@@ -322,7 +341,33 @@ def w5(config: Config, bench: Bench) -> None:
         )
 
     common.repeat(config, "W5", "inline", run, warmup=min(config.warmup, config.min_sizes["W5"]))
-    common.skip("W5", "payload_store", "payload store not built yet")
+    stored = bench.session("w5-payload-store")
+
+    def run_stored(n: int) -> Measurement:
+        return bench.run(payload_store_run(stored, n))
+
+    warmup = min(config.warmup, config.min_sizes["W5"])
+    common.repeat(config, "W5", "payload_store", run_stored, warmup=warmup)
+
+
+async def payload_store_run(session: AsyncSession, n: int) -> Measurement:
+    """W5 through the payload store: put n inputs, map tasks that put the input reversed as
+    their output, read every output back and check it; timed from the first put to the last
+    check (the payloads are deleted afterwards, untimed)."""
+    inputs = [tasks.payload(i) for i in range(n)]
+    start = time.perf_counter()
+    refs = await session.put_many(inputs)
+    good = 0
+    outputs = []
+    async for result in session.map([TaskInput(bytes((OP_PAYLOAD,)), (r,)) for r in refs]):
+        if not result.ok or len(result.refs) != 1:
+            continue
+        outputs.append(result.refs[0])
+        async with session.open(result.refs[0]) as view:
+            good += view.memoryview() == inputs[result.index][::-1]
+    seconds = time.perf_counter() - start
+    await session.delete([*refs, *outputs])
+    return Measurement(tasks=n, seconds=seconds, failures=n - good)
 
 
 def w5b(config: Config, bench: Bench) -> None:

@@ -98,3 +98,18 @@ def test_tasks_without_payloads_are_unchanged():
         (result,) = h.run_batch([b"x"])
         assert result.refs == ()
         assert result.payload == b"x"
+
+
+def test_a_strided_view_is_stored_as_its_bytes():
+    """Putting a reversed memoryview stores the bytes in the view's order."""
+
+    class Reverse(Worker):
+        def handle(self, task: TaskContext) -> bytes:
+            with task.open(task.refs[0]) as view:
+                task.put(view.memoryview()[::-1])
+            return b""
+
+    with SyncWorkerHarness(Reverse()) as h:
+        ref = h.payloads.add(b"abc")
+        (result,) = h.run_batch([b""], refs=[ref])
+        assert h.payloads.get(result.refs[0]) == b"cba"

@@ -68,10 +68,15 @@ def test_quick_run_end_to_end(tmp_path: Path) -> None:
         assert all(r["failures"] == 0 for r in mine), workload
         assert all(r["tasks_per_s"] > 0 for r in mine), workload
     variants = {(r["workload"], r["variant"]) for r in alpcrun}
-    assert {("W1", "batch"), ("W1", "per_call"), ("W1", "inline_1k"), ("W5b", "shared")} <= variants
+    assert {
+        ("W1", "batch"),
+        ("W1", "per_call"),
+        ("W1", "inline_1k"),
+        ("W5", "payload_store"),
+        ("W5b", "shared"),
+    } <= variants
     assert all(r["latency_ms"]["p50"] > 0 for r in alpcrun if r["workload"] in ("W2", "W3"))
-    skips = [r for r in data["records"] if r["kind"] == "skip" and r["system"] == "alpcrun"]
-    assert [(r["workload"], r["variant"]) for r in skips] == [("W5", "payload_store")]
+    assert not [r for r in data["records"] if r["kind"] == "skip" and r["system"] == "alpcrun"]
 
     grpc = {r["variant"] for r in results if r["system"] == "grpc" and r["workload"] == "W1"}
     assert grpc == {"batch1", "batch100", "batch1000"}

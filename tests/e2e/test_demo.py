@@ -64,7 +64,12 @@ def test_demo_prices_the_portfolio_and_leaves_no_process_behind(grid: Grid):
             "2000",
         ]
     )
-    assert proc.pid in _processes_with(marker)  # the marker is seen where it is set
+    # The marker is seen where it is set. Popen returns once the child's exec is under way, a
+    # moment before the kernel exposes its new environment in /proc: look again until it does.
+    deadline = time.monotonic() + 10
+    while proc.pid not in _processes_with(marker):
+        assert time.monotonic() < deadline, "the demo's environment never showed the marker"
+        time.sleep(0.01)
     assert proc.wait(90) == 0, grid.output(proc)
     out = grid.output(proc)
     assert "Traceback" not in out

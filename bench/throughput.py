@@ -93,7 +93,7 @@ class Grid:
         self.concurrency = concurrency
         self.journal = journal
         self.log_dir = log_dir
-        self.api_key = secrets.token_urlsafe(16)
+        self.api_key = secrets.token_hex(16)  # never starts with "-" (read as a flag)
         self.port = _free_port()
         self.address = f"127.0.0.1:{self.port}"
         self.procs: list[tuple[str, subprocess.Popen[bytes]]] = []

@@ -78,8 +78,10 @@ class Pools:
     def take(self, d: Demand) -> WorkerRecord | None:
         """Pop an idle worker for ``d``.
 
-        Of the label sets that match its selector: the one higher-priority sessions need
-        least, then the one the fewest waiting sessions need (the order of ``rank``).
+        Of the label sets that match its selector: the one whose idle workers exceed what
+        higher-priority sessions need of it by most (so a scarce set is kept for the
+        sessions that can use nothing else), then the one the fewest waiting sessions need
+        (the order of ``rank``).
         """
         selector, prio = d.session.config.selector_key, d.priority
         best: LabelKey | None = None
@@ -90,10 +92,12 @@ class Pools:
             if not self.deficit:
                 best = key
                 break
-            pressure = self._pressure(key, prio)
+            # Need beyond what the set has to spare: a set with more idle workers than the
+            # higher-priority sessions need of it gives one away at no cost to them.
+            pressure = self._pressure(key, prio) - len(self.idle[key])
             if best is None or pressure < best_pressure:
                 best, best_pressure = key, pressure
-                if pressure == 0:
+                if pressure < 0:
                     break
         if best is None:
             return None

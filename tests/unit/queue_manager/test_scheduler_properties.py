@@ -122,6 +122,22 @@ def test_invariants_hold_and_scheduling_converges(grid):
     settle(h)
 
 
+def test_a_guarantee_leaves_the_only_matching_worker_to_a_higher_priority_session():
+    """A min_workers guarantee takes a worker of a plentiful label set, not the one worker a
+    higher-priority session with a selector could use (found by the property test above)."""
+    plain = {"priority": 0, "min_workers": 0, "max_workers": 0, "preemptible": False,
+             "selector": {}, "batches": 0}  # fmt: skip
+    sessions = [dict(plain) for _ in range(7)] + [
+        dict(plain, min_workers=1, batches=2),
+        dict(plain, priority=1, selector={"gpu": "true"}, batches=1),
+        dict(plain, priority=1, selector={"zone": "a"}, batches=1),
+    ]
+    h, records = build(sessions, [{"gpu": "true"}, {"zone": "a"}, {"zone": "a"}], 0)
+    settle(h)
+    guaranteed, gpu, zone = records[-3:]
+    assert (guaranteed.active_workers(), gpu.active_workers(), zone.active_workers()) == (1, 1, 1)
+
+
 @settings(max_examples=200, deadline=None)
 @given(grid_st)
 def test_min_workers_honoured_when_workers_exist(grid):
